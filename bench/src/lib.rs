@@ -1,0 +1,1 @@
+//! pgwarp-bench: benchmarks.

@@ -1,0 +1,2 @@
+//! pgwarp-decoder: the pure decoding layer of pgwarp.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]

@@ -1,0 +1,1 @@
+//! Citus topology and the shard router.

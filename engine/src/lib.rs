@@ -1,0 +1,7 @@
+//! pgwarp: the engine.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod citus;
+pub mod cli;
+pub mod error;
+pub mod source;

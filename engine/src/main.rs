@@ -1,0 +1,2 @@
+//! The `pgwarp` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The source side: replication connection, slots, publications, snapshots.

@@ -1,0 +1,2 @@
+//! pgwarp-sink: per-node writers.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]

@@ -1,0 +1,1 @@
+//! pgwarp-tests: the test harness.
