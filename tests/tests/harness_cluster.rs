@@ -721,3 +721,54 @@ fn split_shard_moves_rows_into_two_new_shards_of_every_colocated_table() {
     );
     assert!(fixture.split_shard("products", 102072, 0).is_err());
 }
+
+#[test]
+fn many_shards_with_63_byte_names_coexist_on_one_worker() {
+    // 56 bytes + "_1020xx" = 63 bytes: the shard tables' array types ("_" + name, clipped to 63
+    // bytes) of sibling shards on the same worker collide unless PostgreSQL may pick free names.
+    let name = "t23456789_123456789_123456789_123456789_123456789_123456";
+    assert_eq!(name.len(), 56);
+    let cluster = CitusCluster::shared_or_start(2).unwrap();
+    let spec = ClusterSpec::new().distributed(
+        name,
+        &format!("CREATE TABLE {name} (id int PRIMARY KEY)"),
+        "id",
+        16,
+    );
+    let fixture = cluster.create(&spec).unwrap();
+    let shards = fixture.shards(name).unwrap();
+    assert_eq!(shards.len(), 16);
+    for s in &shards {
+        assert!(s.shard_table.ends_with(&format!("_{}\"", s.shardid)), "{}", s.shard_table);
+    }
+    fixture
+        .insert_routed(name, "SELECT g FROM generate_series(1, 200) g")
+        .unwrap();
+    assert_eq!(fixture.count(name).unwrap(), 200);
+}
+
+#[test]
+fn fake_get_shard_id_keeps_bpchar_values_whole() {
+    let cluster = CitusCluster::shared_or_start(2).unwrap();
+    let spec = ClusterSpec::new().distributed(
+        "codes",
+        "CREATE TABLE codes (code char(8) PRIMARY KEY)",
+        "code",
+        8,
+    );
+    let fixture = cluster.create(&spec).unwrap();
+    let c = fixture.coordinator();
+    let table = fixture.qualified("codes").unwrap();
+    let via_function: i64 = c
+        .query_scalar(&format!(
+            "SELECT get_shard_id_for_distribution_column('{table}', 'abcdef'::bpchar)"
+        ))
+        .unwrap();
+    let via_hash: i64 = c
+        .query_scalar(&format!(
+            "SELECT shardid FROM pg_dist_shard WHERE logicalrelid = '{table}'::regclass \
+             AND worker_hash('abcdef'::bpchar) BETWEEN shardminvalue::int AND shardmaxvalue::int"
+        ))
+        .unwrap();
+    assert_eq!(via_function, via_hash);
+}

@@ -214,8 +214,14 @@ BEGIN
     IF distribution_value IS NULL THEN
         RAISE EXCEPTION 'distribution value cannot be NULL for tables other than reference tables.';
     END IF;
+    -- Like Citus: output function, then the column type's input function, without typmod.
+    -- Name the type by schema and typname: `character` (what regtype and format_type print
+    -- for bpchar) means char(1) in a cast and would truncate the value.
     EXECUTE format('SELECT pg_catalog.worker_hash(($1)::text::%s)',
-                   substring(p.partkey FROM ':vartype ([0-9]+)')::oid::regtype)
+                   (SELECT format('%I.%I', n.nspname, t.typname)
+                    FROM pg_catalog.pg_type t
+                    JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                    WHERE t.oid = substring(p.partkey FROM ':vartype ([0-9]+)')::oid))
         INTO h USING distribution_value;
     SELECT shardid INTO result FROM pg_catalog.pg_dist_shard
     WHERE logicalrelid = table_name
@@ -279,8 +285,12 @@ BEGIN
         EXECUTE format('ALTER SEQUENCE pgwarp_scratch.%I RENAME TO %I', r.relname,
                        pg_catalog.pgwarp_append_shard_id(r.relname, shard_id));
     END LOOP;
-    EXECUTE format('ALTER TABLE pgwarp_scratch.%I RENAME TO %I', rel, shard_rel);
-    EXECUTE format('ALTER TABLE pgwarp_scratch.%I SET SCHEMA %I', shard_rel, target);
+    -- Move under a unique temporary name, then rename in the target schema: renaming there
+    -- lets PostgreSQL pick a free name for the table's array type, which for long shard names
+    -- (clipped to 63 bytes) would otherwise collide with a sibling shard's on SET SCHEMA.
+    EXECUTE format('ALTER TABLE pgwarp_scratch.%I RENAME TO %I', rel, 'pgwarp_tmp_' || shard_id);
+    EXECUTE format('ALTER TABLE pgwarp_scratch.%I SET SCHEMA %I', 'pgwarp_tmp_' || shard_id, target);
+    EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', target, 'pgwarp_tmp_' || shard_id, shard_rel);
 END
 $f$;
 "#;
