@@ -3,5 +3,6 @@
 
 pub mod citus;
 pub mod cli;
+pub mod conn;
 pub mod error;
 pub mod source;
