@@ -21,8 +21,8 @@ use bytes::Bytes;
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::lsn::Lsn;
 use crate::message::Message;
-use crate::pgoutput::{DecodeContext, ProtocolVersion, decode_message};
-use crate::stream::{PrimaryKeepalive, ReplicationMessage};
+use crate::pgoutput::{DecodeContext, ProtocolVersion, decode_in, decode_message};
+use crate::stream::{PrimaryKeepalive, ReplicationMessage, XLOG_DATA_HEADER_LEN, peek_xlog_data};
 use crate::time::PgTimestamp;
 
 /// Decodes the messages of one replication stream in order.
@@ -95,6 +95,20 @@ impl Decoder {
     /// and an offset relative to the message (the payload offset minus
     /// [`crate::stream::XLOG_DATA_HEADER_LEN`]).
     pub fn decode_copy_data(&mut self, payload: &Bytes) -> Result<StreamEvent, DecodeError> {
+        // Fast path: decode the message in place, so its values are sliced straight from the
+        // CopyData buffer (one reference count per tuple instead of two).
+        if let Some(header) = peek_xlog_data(payload) {
+            let (wal_start, wal_end, send_time) = header?;
+            let message = decode_in(payload, XLOG_DATA_HEADER_LEN, self.ctx)
+                .map_err(|e| e.with_lsn(wal_start))?;
+            self.advance(&message).map_err(|e| e.with_lsn(wal_start))?;
+            return Ok(StreamEvent::Message {
+                wal_start,
+                wal_end,
+                send_time,
+                message,
+            });
+        }
         match ReplicationMessage::decode(payload)? {
             ReplicationMessage::XLogData(w) => {
                 let message = self.decode_at(&w.data, w.wal_start)?;
@@ -246,6 +260,29 @@ mod tests {
             err.to_string(),
             "invalid insert message (type 'I') at byte 9 of frame at 0/16B3748: \
              invalid column length 9: 2 bytes left"
+        );
+
+        // A header without a message, and a truncated header.
+        let mut empty = BytesMut::new();
+        ReplicationMessage::XLogData(XLogData {
+            wal_start: Lsn(0x10),
+            wal_end: Lsn(0x20),
+            send_time: PgTimestamp(5),
+            data: Bytes::new(),
+        })
+        .encode(&mut empty);
+        let err = d.decode_copy_data(&empty.freeze()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid pgoutput message at byte 0 of frame at 0/10: empty message"
+        );
+        let err = d
+            .decode_copy_data(&Bytes::from_static(b"w\0\0\0\0\0\0\0\x10\0\0"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid xlog data message (type 'w') at byte 9: \
+             unexpected end of data reading wal end: need 8 bytes, 2 left"
         );
 
         let keepalive = Bytes::from_static(b"k\0\0\0\0\0\0\0\x07\0\0\0\0\0\0\0\x08\x00");

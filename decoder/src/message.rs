@@ -15,6 +15,12 @@ use crate::lsn::Lsn;
 use crate::time::PgTimestamp;
 use crate::tuple::TupleData;
 
+mod streaming;
+mod two_phase;
+
+pub use streaming::{AbortInfo, StreamAbort, StreamCommit, StreamStart};
+pub use two_phase::{BeginPrepare, CommitPrepared, Prepare, RollbackPrepared};
+
 /// A PostgreSQL object identifier.
 pub type Oid = u32;
 
@@ -245,119 +251,6 @@ impl LogicalMessage {
     pub fn transactional(&self) -> bool {
         self.flags & Self::FLAG_TRANSACTIONAL != 0
     }
-}
-
-/// Stream Start (`S`, protocol 2+): the following messages until Stream Stop belong to the
-/// in-progress transaction `xid`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamStart {
-    /// Xid of the streamed transaction.
-    pub xid: u32,
-    /// Whether this is the transaction's first segment.
-    pub first_segment: bool,
-}
-
-/// Stream Commit (`c`, protocol 2+).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamCommit {
-    /// Xid of the streamed transaction.
-    pub xid: u32,
-    /// Flags; currently unused (0).
-    pub flags: u8,
-    /// LSN of the commit record.
-    pub commit_lsn: Lsn,
-    /// End LSN of the transaction.
-    pub end_lsn: Lsn,
-    /// Commit timestamp.
-    pub commit_time: PgTimestamp,
-}
-
-/// The extra fields of a Stream Abort sent with `streaming = parallel` (protocol 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AbortInfo {
-    /// LSN of the abort record.
-    pub abort_lsn: Lsn,
-    /// Abort timestamp.
-    pub abort_time: PgTimestamp,
-}
-
-/// Stream Abort (`A`, protocol 2+): the transaction, or one of its subtransactions, aborted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamAbort {
-    /// Xid of the top-level transaction.
-    pub xid: u32,
-    /// Xid of the aborted subtransaction (equal to `xid` when the whole transaction aborted).
-    pub subxid: u32,
-    /// Abort LSN and time: present only with protocol 4 and `streaming = parallel`.
-    pub parallel: Option<AbortInfo>,
-}
-
-/// Begin Prepare (`b`, protocol 3+).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BeginPrepare {
-    /// LSN of the prepare record.
-    pub prepare_lsn: Lsn,
-    /// End LSN of the prepared transaction.
-    pub end_lsn: Lsn,
-    /// Prepare timestamp.
-    pub prepare_time: PgTimestamp,
-    /// Xid of the transaction.
-    pub xid: u32,
-    /// Global transaction identifier given to `PREPARE TRANSACTION`.
-    pub gid: String,
-}
-
-/// Prepare (`P`) and Stream Prepare (`p`), protocol 3+.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prepare {
-    /// Flags; currently unused (0).
-    pub flags: u8,
-    /// LSN of the prepare record.
-    pub prepare_lsn: Lsn,
-    /// End LSN of the prepared transaction.
-    pub end_lsn: Lsn,
-    /// Prepare timestamp.
-    pub prepare_time: PgTimestamp,
-    /// Xid of the transaction.
-    pub xid: u32,
-    /// Global transaction identifier.
-    pub gid: String,
-}
-
-/// Commit Prepared (`K`, protocol 3+).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitPrepared {
-    /// Flags; currently unused (0).
-    pub flags: u8,
-    /// LSN of the commit prepared record.
-    pub commit_lsn: Lsn,
-    /// End LSN of the commit prepared transaction.
-    pub end_lsn: Lsn,
-    /// Commit timestamp.
-    pub commit_time: PgTimestamp,
-    /// Xid of the transaction.
-    pub xid: u32,
-    /// Global transaction identifier.
-    pub gid: String,
-}
-
-/// Rollback Prepared (`r`, protocol 3+).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollbackPrepared {
-    /// Flags; currently unused (0).
-    pub flags: u8,
-    /// End LSN of the prepared transaction.
-    pub prepare_end_lsn: Lsn,
-    /// End LSN of the rollback prepared transaction.
-    pub rollback_end_lsn: Lsn,
-    /// Prepare timestamp.
-    pub prepare_time: PgTimestamp,
-    /// Rollback timestamp.
-    pub rollback_time: PgTimestamp,
-    /// Xid of the transaction.
-    pub xid: u32,
-    /// Global transaction identifier.
-    pub gid: String,
 }
 
 /// Any pgoutput message.

@@ -100,6 +100,18 @@ impl DecodeContext {
 
 /// Decodes one pgoutput message; value bytes in the result are slices of `frame`.
 pub fn decode_message(frame: &Bytes, ctx: DecodeContext) -> Result<Message, DecodeError> {
+    decode_in(frame, 0, ctx)
+}
+
+/// Decodes the message that fills `buf` from offset `base` on (an XLogData payload inside its
+/// CopyData buffer), slicing values straight from `buf`. Error offsets are relative to `base`.
+#[inline]
+pub(crate) fn decode_in(
+    buf: &Bytes,
+    base: usize,
+    ctx: DecodeContext,
+) -> Result<Message, DecodeError> {
+    let frame = buf.get(base..).unwrap_or_default();
     let Some(&tag) = frame.first() else {
         return Err(DecodeError::new(
             "pgoutput",
@@ -129,21 +141,21 @@ pub fn decode_message(frame: &Bytes, ctx: DecodeContext) -> Result<Message, Deco
         b'I' => Message::Insert(Insert {
             xid: xid(r)?,
             relation_id: r.u32("relation id")?,
-            new: new_tuple(r, frame)?,
+            new: new_tuple(r, buf, base)?,
         }),
         b'U' => {
             let xid = xid(r)?;
             let relation_id = r.u32("relation id")?;
             let at = r.pos();
             let (old, new) = match r.u8("tuple type")? {
-                b'N' => (None, TupleData::parse(r, frame)?),
+                b'N' => (None, TupleData::parse(r, buf, base)?),
                 b'K' => (
-                    Some(OldTuple::Key(TupleData::parse(r, frame)?)),
-                    new_tuple(r, frame)?,
+                    Some(OldTuple::Key(TupleData::parse(r, buf, base)?)),
+                    new_tuple(r, buf, base)?,
                 ),
                 b'O' => (
-                    Some(OldTuple::Full(TupleData::parse(r, frame)?)),
-                    new_tuple(r, frame)?,
+                    Some(OldTuple::Full(TupleData::parse(r, buf, base)?)),
+                    new_tuple(r, buf, base)?,
                 ),
                 value => return Err(invalid_byte(r, at, "tuple type", value)),
             };
@@ -159,8 +171,8 @@ pub fn decode_message(frame: &Bytes, ctx: DecodeContext) -> Result<Message, Deco
             let relation_id = r.u32("relation id")?;
             let at = r.pos();
             let old = match r.u8("tuple type")? {
-                b'K' => OldTuple::Key(TupleData::parse(r, frame)?),
-                b'O' => OldTuple::Full(TupleData::parse(r, frame)?),
+                b'K' => OldTuple::Key(TupleData::parse(r, buf, base)?),
+                b'O' => OldTuple::Full(TupleData::parse(r, buf, base)?),
                 value => return Err(invalid_byte(r, at, "tuple type", value)),
             };
             Message::Delete(Delete {
@@ -211,7 +223,7 @@ pub fn decode_message(frame: &Bytes, ctx: DecodeContext) -> Result<Message, Deco
                 flags,
                 lsn,
                 prefix,
-                content: frame.slice(start..r.pos()),
+                content: buf.slice(base + start..base + r.pos()),
             })
         }
         b'S' => Message::StreamStart(StreamStart {
@@ -282,10 +294,10 @@ fn invalid_byte(r: &Reader<'_>, at: usize, field: &'static str, value: u8) -> De
 
 /// Reads an `N` marker and the new tuple after it.
 #[inline]
-fn new_tuple(r: &mut Reader<'_>, frame: &Bytes) -> Result<TupleData, DecodeError> {
+fn new_tuple(r: &mut Reader<'_>, buf: &Bytes, base: usize) -> Result<TupleData, DecodeError> {
     let at = r.pos();
     match r.u8("tuple type")? {
-        b'N' => TupleData::parse(r, frame),
+        b'N' => TupleData::parse(r, buf, base),
         value => Err(invalid_byte(r, at, "new tuple type", value)),
     }
 }

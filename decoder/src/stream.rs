@@ -73,14 +73,12 @@ impl ReplicationMessage {
         }
         let mut r = Reader::new(payload, 1, name);
         if tag == Some(b'w') {
-            let wal_start = r.lsn("wal start")?;
-            let wal_end = r.lsn("wal end")?;
-            let send_time = r.timestamp("send time")?;
+            let (wal_start, wal_end, send_time) = xlog_data_header(&mut r)?;
             Ok(ReplicationMessage::XLogData(XLogData {
                 wal_start,
                 wal_end,
                 send_time,
-                data: payload.slice(r.pos()..),
+                data: payload.slice(XLOG_DATA_HEADER_LEN..),
             }))
         } else {
             let k = PrimaryKeepalive {
@@ -112,6 +110,28 @@ impl ReplicationMessage {
             }
         }
     }
+}
+
+/// Reads the XLogData header fields after the tag; the payload starts at
+/// [`XLOG_DATA_HEADER_LEN`].
+#[inline]
+fn xlog_data_header(r: &mut Reader<'_>) -> Result<(Lsn, Lsn, PgTimestamp), DecodeError> {
+    Ok((
+        r.lsn("wal start")?,
+        r.lsn("wal end")?,
+        r.timestamp("send time")?,
+    ))
+}
+
+/// If `payload` is an XLogData, its header; the message is `payload[XLOG_DATA_HEADER_LEN..]`.
+#[inline]
+pub(crate) fn peek_xlog_data(
+    payload: &[u8],
+) -> Option<Result<(Lsn, Lsn, PgTimestamp), DecodeError>> {
+    if payload.first() != Some(&b'w') {
+        return None;
+    }
+    Some(xlog_data_header(&mut Reader::new(payload, 1, "xlog data")))
 }
 
 /// Standby status update (`r`), sent by the client.

@@ -204,9 +204,13 @@ impl TupleData {
     }
 
     /// Reads a tuple starting at the reader's position (the `Int16` count) and returns it as a
-    /// slice of `frame`, which must be the buffer the reader reads.
+    /// slice of `buf`; the reader reads `buf[base..]`.
     #[inline]
-    pub(crate) fn parse(r: &mut Reader<'_>, frame: &Bytes) -> Result<TupleData, DecodeError> {
+    pub(crate) fn parse(
+        r: &mut Reader<'_>,
+        buf: &Bytes,
+        base: usize,
+    ) -> Result<TupleData, DecodeError> {
         let start = r.pos();
         let len = r.u16("tuple column count")?;
         for _ in 0..len {
@@ -228,7 +232,7 @@ impl TupleData {
             }
         }
         Ok(TupleData {
-            wire: frame.slice(start..r.pos()),
+            wire: buf.slice(base + start..base + r.pos()),
             len,
         })
     }
@@ -302,7 +306,7 @@ mod tests {
     fn parse(bytes: &[u8]) -> Result<TupleData, DecodeError> {
         let frame = Bytes::copy_from_slice(bytes);
         let mut r = Reader::new(&frame, 0, "test");
-        let t = TupleData::parse(&mut r, &frame)?;
+        let t = TupleData::parse(&mut r, &frame, 0)?;
         r.finish()?;
         Ok(t)
     }
@@ -345,7 +349,7 @@ mod tests {
     fn values_are_zero_copy_slices() {
         let frame = Bytes::from_static(b"\x00\x01t\x00\x00\x00\x02hi");
         let mut r = Reader::new(&frame, 0, "test");
-        let t = TupleData::parse(&mut r, &frame).unwrap();
+        let t = TupleData::parse(&mut r, &frame, 0).unwrap();
         let ColumnValue::Text(v) = t.values().next().unwrap() else {
             panic!("expected text")
         };
