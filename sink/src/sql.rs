@@ -12,8 +12,9 @@
 //! columns, then `__pgwarp_o<j>` per key column (the old key).
 
 use crate::plan::SqlOp;
+use crate::quote::quote_ident;
 use crate::row::RowFormat;
-use crate::target::{ShardTarget, TargetTable, quote_ident};
+use crate::target::{ShardTarget, TargetTable};
 
 /// Group column of staging tables.
 const GROUP: &str = "\"__pgwarp_g\"";

@@ -9,6 +9,7 @@
 //! fold together, because compaction and the writer's caches key on a fingerprint of the
 //! description (names, columns, key), computed once at construction.
 
+use crate::quote::quote_ident;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -164,21 +165,6 @@ impl fmt::Display for ShardTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.quoted)
     }
-}
-
-/// Quotes an identifier as PostgreSQL's `quote_ident` does when quoting is needed, but always:
-/// `a"b` becomes `"a""b"`.
-pub fn quote_ident(ident: &str) -> String {
-    let mut out = String::with_capacity(ident.len() + 2);
-    out.push('"');
-    for c in ident.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 /// Identity of a table (by value) for caches keyed by table.

@@ -53,24 +53,7 @@ pub fn shard_rel_name(relname: &str, shard_id: i64) -> Result<String, NameTooLon
     Ok(format!("{}_{hash:08x}{suffix}", &relname[..clip]))
 }
 
-/// Double-quotes an identifier, doubling embedded double quotes.
-pub fn quote_ident(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// `"schema"."name"`.
-pub fn quote_qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(name))
-}
+pub use pgwarp_sink::quote::{quote_ident, quote_qualified};
 
 #[cfg(test)]
 mod tests {

@@ -8,56 +8,7 @@
 
 use super::SourceError;
 
-/// Quotes an identifier for SQL: always double-quoted, inner `"` doubled.
-pub fn quote_ident(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// Quotes a string literal: single-quoted, inner `'` doubled. Backslashes are literal
-/// (`standard_conforming_strings`, always on in the replication grammar and in PG 9.1+).
-pub fn quote_literal(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        if c == '\'' {
-            out.push('\'');
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    out
-}
-
-/// An identifier as a person would type it in a message: bare when it is a plain lowercase
-/// name, quoted otherwise.
-pub fn display_ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_owned()
-    } else {
-        quote_ident(name)
-    }
-}
-
-/// `a.b` with each part quoted.
-pub fn quote_qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(name))
-}
+pub use pgwarp_sink::quote::{display_ident, quote_ident, quote_literal, quote_qualified};
 
 /// The value of pgoutput's `publication_names` option: `"a","b"` as a literal.
 pub fn publication_names_literal<S: AsRef<str>>(names: &[S]) -> String {
