@@ -3,8 +3,9 @@
 //!
 //! `confirmed_flush_lsn` is where a restart resumes; `restart_lsn` is the oldest WAL the slot
 //! holds; `wal_status` (PG 13+) is `lost` once the server has removed WAL the slot needs, and
-//! then the slot can never be read again. Lag is `pg_current_wal_lsn() -
-//! confirmed_flush_lsn` in bytes: how much WAL the server keeps for us.
+//! then the slot can never be read again. Lag is `pg_current_wal_insert_lsn() -
+//! confirmed_flush_lsn` in bytes: how much WAL, committed or not yet written out, the slot
+//! still has to deliver (the same position as [`current_wal_lsn`]).
 
 use pgwarp_decoder::Lsn;
 use tokio_postgres::Client;
@@ -36,7 +37,7 @@ pub struct SlotInfo {
     pub confirmed_flush_lsn: Option<Lsn>,
     /// `reserved`, `extended`, `unreserved` or `lost` (PG 13+).
     pub wal_status: Option<String>,
-    /// `pg_current_wal_lsn() - confirmed_flush_lsn`, in bytes (`None` on a standby).
+    /// `pg_current_wal_insert_lsn() - confirmed_flush_lsn`, in bytes (`None` on a standby).
     pub lag_bytes: Option<i64>,
 }
 
@@ -74,7 +75,7 @@ pub async fn slot_info(client: &Client, name: &str) -> Result<Option<SlotInfo>, 
         "SELECT slot_name::text, plugin::text, slot_type::text, database::text, temporary,
                 active, active_pid, restart_lsn::text, confirmed_flush_lsn::text, {wal_status},
                 CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
-                     ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+                     ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_insert_lsn(),
                                                       confirmed_flush_lsn)::int8 END
            FROM pg_catalog.pg_replication_slots WHERE slot_name = $1"
     );
@@ -148,10 +149,15 @@ pub async fn drop_slot_if_exists(client: &Client, name: &str) -> Result<bool, So
     Ok(!rows.is_empty())
 }
 
-/// `pg_current_wal_lsn()`.
+/// The source's current WAL position: `pg_current_wal_insert_lsn()`.
+///
+/// The insert position, not `pg_current_wal_lsn()` (the write position): with
+/// `synchronous_commit = off` a transaction can commit before its WAL is written, so a caller
+/// waiting "until caught up to the current position" would otherwise stop short of
+/// transactions that have already committed.
 pub async fn current_wal_lsn(client: &Client) -> Result<Lsn, SourceError> {
     let text: String = client
-        .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_catalog.pg_current_wal_insert_lsn()::text", &[])
         .await
         .map_err(pg_err("could not read the current WAL position"))?
         .get(0);

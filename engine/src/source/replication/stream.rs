@@ -219,7 +219,9 @@ impl ReplicationStream {
                 }
                 Ok(Handled::Return(decoded))
             }
-            Backend::Other(Message::CopyDone) => {
+            // The server ends streaming with CopyDone, or, when it shuts down (`WalSndDone`),
+            // may go straight to CommandComplete: either way the stream is over.
+            Backend::Other(Message::CopyDone | Message::CommandComplete(_)) => {
                 self.ended = true;
                 Ok(Handled::Continue)
             }

@@ -226,3 +226,18 @@ async fn frames_are_cut_from_one_buffer_without_copying() {
         "protocol error from server at test: invalid length 2 of message type 'd'"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn server_shutdown_with_bare_command_complete_ends_the_stream() {
+    // A walsender that shuts down (WalSndDone) may send CommandComplete without CopyDone.
+    let (mut stream, mut server) = pair();
+    let mut script = xlog(0x200, b"B");
+    script.extend(frame(b'C', b"START_STREAMING\0"));
+    server.write_all(&script).await.unwrap();
+    match stream.next().await.unwrap() {
+        Some(ReplicationMessage::XLogData(w)) => assert_eq!(w.wal_start, Lsn(0x200)),
+        other => panic!("expected XLogData, got {other:?}"),
+    }
+    assert!(stream.next().await.unwrap().is_none());
+    assert!(stream.next().await.unwrap().is_none());
+}
