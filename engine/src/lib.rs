@@ -1,8 +1,13 @@
 //! pgwarp: the engine.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod check;
 pub mod citus;
 pub mod cli;
+pub mod config;
 pub mod conn;
 pub mod error;
+pub mod metrics;
+pub mod pipeline;
 pub mod source;
+pub mod status;

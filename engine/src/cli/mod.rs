@@ -9,13 +9,21 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod check;
 pub mod connect;
+pub mod demo;
+pub mod progress;
 pub mod route;
+pub mod status;
+pub mod sync;
 
 /// pgwarp: move a live PostgreSQL database into Citus.
 #[derive(Debug, Parser)]
 #[command(name = "pgwarp", version, about)]
 pub struct Cli {
+    /// Log format: text or json (logs go to stderr; PGWARP_LOG sets the filter, e.g. debug).
+    #[arg(long, global = true, env = "PGWARP_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -35,6 +43,14 @@ impl Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Copy the tables and follow every change: snapshot, then stream (resumes when run again).
+    Sync(sync::SyncArgs),
+    /// Find everything that would stop a sync, all at once.
+    Check(check::CheckArgs),
+    /// Show a sync's phase, snapshot progress, lag per node and slot health.
+    Status(status::StatusArgs),
+    /// Migrate a live storefront into a local Citus-shaped cluster, end to end, and verify it.
+    Demo(demo::DemoArgs),
     /// Show where Citus places a distribution value: shard id, shard table and node(s).
     Route(route::RouteArgs),
 }
@@ -42,6 +58,10 @@ pub enum Command {
 /// Runs one parsed command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
+        Command::Sync(args) => sync::run(&args, out).await,
+        Command::Check(args) => check::run(&args, out).await,
+        Command::Status(args) => status::run(&args, out).await,
+        Command::Demo(args) => demo::run(&args, out).await,
         Command::Route(args) => route::run(&args, out).await,
     }
 }
@@ -49,11 +69,29 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
 /// The binary's entry point: parses the arguments, runs the command on a tokio runtime and
 /// turns an error into a message on stderr and exit status 1.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PGWARP_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with explicit arguments (the first is the program name): what the binary does,
+/// callable from another process image (the kill tests run it in a child process this way).
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGWARP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let installed = if cli.log_format.as_deref() == Some("json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    drop(installed);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,0 +1,183 @@
+//! The running engine: `pgwarp sync` from setup to streaming, resumable at every step.
+//!
+//! ```text
+//!  source PG                                pgwarp                                    target
+//!  ─────────                                ──────                                    ──────
+//!  publication + slot ◄── setup ───────────────────────────────────────► pgwarp.sync_state
+//!        │ exported snapshot (held until imported)                        pgwarp.snapshot_chunks
+//!        ▼                                                                      ▲ chunk done
+//!  COPY chunk TO STDOUT ──► reader ×parallel ── route tuple ──► writer per node ┴─► shards (COPY)
+//!        │
+//!  slot (pgoutput, binary, streaming)
+//!        │
+//!        ▼                   bytes-bounded          bytes-bounded
+//!  replication task ──Input──► router thread ──NodeItem──► node task ×nodes ──► shards
+//!        ▲                   (decode, spill,       (per node)  (batch, apply,   + pgwarp.progress
+//!        │                    route)                            progress row)    in the same txn
+//!        └──── flush LSN = min over nodes of what each committed (never more) ◄──┘
+//! ```
+//!
+//! Phases, recorded in `pgwarp.sync_state` on the target ([`state`]):
+//!
+//! * **setup**: the check passed; publication and slot are created. A slot found in this phase
+//!   was left by a crash right after its creation and is replaced.
+//! * **snapshot**: the chunk plan is stored with the slot's consistent point; readers copy the
+//!   chunks. After an interruption the remaining work resumes from a fresh snapshot, with the
+//!   stream replaying idempotently for a while: the argument is in [`snapshot`].
+//! * **streaming**: from the slot's confirmed position; every node skips what its
+//!   `pgwarp.progress` row already holds ([`stream`]).
+//!
+//! Errors classed transient (a lost connection, a restarting server) restart the stream from
+//! the slot after a pause; definite ones stop the sync with a message saying what to fix.
+//! Cancellation (Ctrl-C, SIGTERM) is one token: readers stop between batches, node writers
+//! finish the batch in flight, and the last status update to the source says exactly what
+//! every node committed.
+
+pub mod catalog;
+pub mod chunks;
+mod error;
+pub mod nodes;
+mod phases;
+mod resume;
+pub mod routes;
+pub mod snapshot;
+pub mod state;
+pub mod stats;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwarp_decoder::Lsn;
+use tokio_postgres::Client;
+
+use crate::citus::Topology;
+use crate::citus::names::quote_ident;
+use crate::config::{Settings, TableScope};
+use crate::conn::connect;
+use crate::error::Classify;
+
+pub use error::PipelineError;
+use nodes::NodeTarget;
+use phases::run_phases;
+use routes::RouteMap;
+use stats::{LivePhase, Stats};
+/// The cancellation token `run` takes (re-exported for callers and tests).
+pub use tokio_util::sync::CancellationToken;
+
+/// Options of one `sync` run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Stop once the snapshot is done and every node has applied everything up to the
+    /// source's WAL position at that moment.
+    pub until_caught_up: bool,
+}
+
+/// How a run ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Stopped by the cancellation token (the next run resumes).
+    Stopped,
+    /// `--until-caught-up`: every node applied everything before this position.
+    CaughtUp(Lsn),
+}
+
+/// Everything resolved before a run: tables, routes, nodes, counters.
+pub struct Prepared {
+    /// Settings.
+    pub settings: Settings,
+    /// The tables and how to route them.
+    pub routes: Arc<RouteMap>,
+    /// The target's nodes.
+    pub nodes: Vec<NodeTarget>,
+    /// Live counters (for progress display and metrics).
+    pub stats: Arc<Stats>,
+}
+
+/// The tables of the scope, as `"schema"."name"` resolved on the source.
+async fn table_names(source: &Client, scope: &TableScope) -> Result<Vec<String>, PipelineError> {
+    match scope {
+        TableScope::Tables(t) => Ok(t.clone()),
+        TableScope::Schemas(s) => catalog::tables_in_schemas(source, s).await,
+    }
+}
+
+/// Resolves the tables on both sides and the target's topology.
+pub async fn prepare(settings: &Settings) -> Result<Prepared, PipelineError> {
+    let (source, _s) = connect(&settings.source).await?;
+    let (target, _t) = connect(&settings.target).await?;
+    let names = table_names(&source, settings.require_scope()?).await?;
+    let mut sources = Vec::with_capacity(names.len());
+    for (name, t) in names.iter().zip(catalog::describe(&source, &names).await?) {
+        sources.push(t.ok_or_else(|| {
+            PipelineError::State(format!("table \"{name}\" does not exist on the source"))
+        })?);
+    }
+    if sources.is_empty() {
+        return Err(PipelineError::State("no tables to sync".into()));
+    }
+    let qualified: Vec<String> = sources
+        .iter()
+        .map(|t| format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name)))
+        .collect();
+    let mut targets = Vec::with_capacity(qualified.len());
+    for (name, t) in qualified
+        .iter()
+        .zip(catalog::describe(&target, &qualified).await?)
+    {
+        targets.push(t.ok_or_else(|| {
+            PipelineError::State(format!("table {name} does not exist on the target"))
+        })?);
+    }
+    let refs: Vec<&str> = qualified.iter().map(String::as_str).collect();
+    let topology = Topology::load(&target, &nodes::target_addr(settings), &refs).await?;
+    let routes = RouteMap::build(sources, &targets, &topology)?;
+    let nodes = nodes::node_targets(&topology, &settings.target, &settings.nodes);
+    let table_list: Vec<String> = routes.tables.iter().map(|t| t.name.clone()).collect();
+    let labels: Vec<String> = nodes.iter().map(|n| n.label.clone()).collect();
+    let stats = Arc::new(Stats::new(&table_list, &labels));
+    for rt in &routes.tables {
+        if let Some(t) = stats
+            .table_index(&rt.name)
+            .and_then(|i| stats.tables.get(i))
+        {
+            t.bytes_expected
+                .store(rt.source.pages * 8192, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    Ok(Prepared {
+        settings: settings.clone(),
+        routes: Arc::new(routes),
+        nodes,
+        stats,
+    })
+}
+
+/// Runs the sync: setup or resume, snapshot, stream.
+pub async fn run(
+    prepared: &Prepared,
+    options: SyncOptions,
+    cancel: &CancellationToken,
+) -> Result<SyncOutcome, PipelineError> {
+    // a transient failure during setup or the snapshot starts over from the stored state
+    // (which resumes the snapshot); the stream has its own retry loop
+    let mut failures = 0u32;
+    let result = loop {
+        match run_phases(prepared, options, cancel).await {
+            Err(PipelineError::Stopped) => break Ok(SyncOutcome::Stopped),
+            Err(e) if e.is_transient() && !cancel.is_cancelled() && failures < 5 => {
+                failures += 1;
+                prepared.stats.count_error(e.kind());
+                let pause = Duration::from_secs(u64::from(failures));
+                tracing::warn!(error = %e, attempt = failures, "interrupted; resuming from the stored state");
+                tokio::select! {
+                    () = cancel.cancelled() => break Ok(SyncOutcome::Stopped),
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            other => break other,
+        }
+    };
+    prepared.stats.set_phase(LivePhase::Done);
+    result
+}

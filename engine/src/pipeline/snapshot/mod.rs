@@ -1,0 +1,252 @@
+//! The snapshot: copying every table as of one consistent snapshot, in parallel chunks.
+//!
+//! ```text
+//!  exporter (slot creation, or a fresh pg_export_snapshot on resume)
+//!     │ snapshot name                          held idle until every reader has imported it
+//!     ▼
+//!  reader 1..N ── COPY chunk TO STDOUT (binary) ── route each tuple ──► per-node batch
+//!     │                                                                  │ (one in flight)
+//!     │                                                                  ▼
+//!     └─ chunk done when all its batches committed ◄── writer per node: COPY into shards
+//!        (recorded in pgwarp.snapshot_chunks with the snapshot's xmin)
+//! ```
+//!
+//! # First run
+//!
+//! Readers import the slot's exported snapshot S1, taken exactly at the slot's consistent point
+//! C: the snapshot holds every transaction committed before C, the slot streams every one after.
+//! Chunks are written with plain COPY (the target tables are empty and chunks are disjoint), and
+//! streaming starts at C in strict (non-idempotent) mode.
+//!
+//! # Resuming an interrupted snapshot
+//!
+//! S1 cannot be imported again once its exporting connection is gone, so the remaining work is
+//! done from a fresh snapshot S2 (`pg_export_snapshot()` on an ordinary connection), and the
+//! stream, which still starts at C because nothing was confirmed during the snapshot, replays
+//! every change since C *idempotently* until it passes E2 = the WAL insert position read right
+//! after S2 was taken (every transaction visible in S2 committed before E2). The argument:
+//!
+//! 1. **Invariant after the copy**: for every row key k, each shard of the target holds the
+//!    state of k as of *some* point in the history of k at or after C (not necessarily the same
+//!    point for every key).
+//! 2. **Replay converges**: applying every change since C in order, idempotently (insert =
+//!    upsert, delete = delete-if-present, update = update-by-key, a no-op when absent), to any
+//!    state satisfying (1) yields the state at the end of the replay. Per key: an insert or a
+//!    delete sets the key's state outright; an update applies to a present row, and a row is
+//!    present before the update in the replay exactly when it is in the source's history (the
+//!    last insert or delete before it was replayed, or there was none since C and the key has
+//!    been present throughout, so also in whatever state (1) left). Unchanged TOAST values are
+//!    kept from the target, which holds the value last set before or during the replay.
+//! 3. **Why the copy establishes (1)**: the chunk plan is stored, so page ranges mean the same
+//!    thing in S2. A chunk not yet done is copied whole from S2 (upserted over whatever part of
+//!    it reached the target). A chunk done at a snapshot Sd (its `done_xmin` is Sd's xmin) holds
+//!    every row version visible in Sd in its pages; a version visible in S2 in those pages is
+//!    either the same physical tuple (created by a transaction older than Sd's xmin, hence
+//!    visible in Sd, hence copied) or was created later; those newer versions, `age(xmin) <=
+//!    age(done_xmin)`, are copied from S2 too. A row that *left* an unfinished chunk for a done
+//!    one (an update writes the new version elsewhere) is therefore always found. Keys whose
+//!    old versions the target still holds are at an earlier point of their history, which (1)
+//!    allows. Subtransactions are covered because a subtransaction's xid is newer than its
+//!    parent's, which was running at Sd and so is not older than Sd's xmin.
+//! 4. **Strict mode after E**: once every transaction before `idempotent_until` = max E over all
+//!    resumes is applied, the target equals the source at that point and strict mode is exact.
+//!    `idempotent_until` is stored before the first resumed write, so a crash while streaming
+//!    keeps the guarantee.
+//!
+//! A table whose file was rewritten since the plan (`TRUNCATE`, `VACUUM FULL`, `CLUSTER`: new
+//! `relfilenode`) gets a new plan and is copied whole, idempotently. Tables without a unique key
+//! on the target cannot be upserted; `check` refuses them (no primary key or replica identity
+//! index). Limit: `age()` compares 32-bit xids, so a resume must happen within two billion
+//! transactions of the interrupted run.
+
+mod copy_out;
+mod reader;
+mod writer;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+
+use super::chunks::{PageRange, plan_chunks};
+use super::error::PipelineError;
+use super::nodes::NodeTarget;
+use super::routes::{RouteMap, RouteTable};
+use super::state::{ChunkRow, PlannedChunk};
+use super::stats::Stats;
+
+pub use copy_out::CopySplitter;
+pub use reader::copy_statement;
+pub use writer::snapshot_slot_key;
+
+/// Page size assumed when turning `chunk_bytes` into pages.
+const BLOCK_SIZE: u64 = 8192;
+
+/// What a snapshot run needs.
+pub struct SnapshotContext {
+    /// Settings.
+    pub settings: Settings,
+    /// The tables.
+    pub routes: Arc<RouteMap>,
+    /// The nodes.
+    pub nodes: Vec<NodeTarget>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+/// How a chunk is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMode {
+    /// First run: plain COPY into empty tables.
+    Fresh,
+    /// Not done yet, resumed from a new snapshot: upsert everything.
+    Idempotent,
+    /// Done at the snapshot with this (64-bit) xmin: upsert rows created since.
+    Refresh {
+        /// xmin of the snapshot the chunk was complete at.
+        done_xmin: u64,
+    },
+}
+
+/// One chunk to copy.
+#[derive(Debug, Clone)]
+pub struct ChunkJob {
+    /// Index into the route map.
+    pub table: usize,
+    /// Chunk number.
+    pub chunk: i32,
+    /// Pages.
+    pub range: PageRange,
+    /// How.
+    pub mode: CopyMode,
+}
+
+/// The chunk plan of a first run.
+pub fn plan(routes: &RouteMap, parallel: usize, chunk_bytes: u64) -> Vec<PlannedChunk> {
+    routes
+        .tables
+        .iter()
+        .flat_map(|rt| plan_table(rt, parallel, chunk_bytes))
+        .collect()
+}
+
+/// The chunk plan of one table.
+pub fn plan_table(rt: &RouteTable, parallel: usize, chunk_bytes: u64) -> Vec<PlannedChunk> {
+    let chunk_pages = (chunk_bytes / BLOCK_SIZE).max(1);
+    plan_chunks(rt.source.pages, parallel, chunk_pages)
+        .into_iter()
+        .enumerate()
+        .map(|(i, range)| PlannedChunk {
+            table: rt.name.clone(),
+            chunk: i32::try_from(i).unwrap_or(i32::MAX),
+            range,
+            filenode: rt.source.filenode,
+            pages: rt.source.pages,
+        })
+        .collect()
+}
+
+/// Jobs for a stored plan: `Fresh` for a first run, else by each chunk's completion.
+pub fn jobs(
+    routes: &RouteMap,
+    rows: &[ChunkRow],
+    first_run: bool,
+) -> Result<Vec<ChunkJob>, PipelineError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (schema, name) = row.table.split_once('.').unwrap_or(("", &row.table));
+        let table = routes.find(schema, name).ok_or_else(|| {
+            PipelineError::State(format!(
+                "pgwarp.snapshot_chunks names table \"{}\", which is not part of this sync",
+                row.table
+            ))
+        })?;
+        let mode = match (first_run, row.done_xmin) {
+            (true, _) => CopyMode::Fresh,
+            (false, None) => CopyMode::Idempotent,
+            (false, Some(done_xmin)) => CopyMode::Refresh { done_xmin },
+        };
+        out.push(ChunkJob {
+            table,
+            chunk: row.chunk,
+            range: row.range,
+            mode,
+        });
+    }
+    // biggest tables first, so the tail of the snapshot is short chunks
+    out.sort_by_key(|j| {
+        std::cmp::Reverse(routes.tables.get(j.table).map_or(0, |t| t.source.pages))
+    });
+    Ok(out)
+}
+
+/// Copies `jobs` inside the snapshot `snapshot_name`. `release` runs once every reader has
+/// imported the snapshot (or failed trying), so the exporter can let it go. Returns whether
+/// every job completed (false when stopped).
+pub async fn copy(
+    cx: Arc<SnapshotContext>,
+    snapshot_name: &str,
+    jobs: Vec<ChunkJob>,
+    release: impl FnOnce(),
+    stop: &CancellationToken,
+) -> Result<bool, PipelineError> {
+    let readers = cx.settings.parallel.min(jobs.len()).max(1);
+    let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
+    let inner = stop.child_token();
+    let (imported_tx, mut imported_rx) = mpsc::channel::<()>(readers);
+    let mut handles = Vec::with_capacity(readers);
+    for id in 0..readers {
+        let fut = reader::run_reader(
+            id,
+            cx.clone(),
+            snapshot_name.to_owned(),
+            queue.clone(),
+            imported_tx.clone(),
+            inner.clone(),
+        );
+        let token = inner.clone();
+        handles.push(tokio::spawn(async move {
+            let r = fut.await;
+            if r.is_err() {
+                token.cancel();
+            }
+            r
+        }));
+    }
+    drop(imported_tx);
+    let mut count = 0;
+    while count < readers && imported_rx.recv().await.is_some() {
+        count += 1;
+    }
+    release();
+    tracing::info!(
+        readers,
+        imported = count,
+        "snapshot imported by the readers"
+    );
+    let mut first_err = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(PipelineError::Internal(format!(
+                    "a snapshot reader failed: {e}"
+                )));
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let left = queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .len();
+    Ok(left == 0 && !stop.is_cancelled())
+}

@@ -1,0 +1,300 @@
+//! The stream: following the slot and applying every change on the nodes.
+//!
+//! ```text
+//!            ┌────────────── this task ──────────────┐
+//!  source ──►│ ReplicationStream.next()  (feedback)  │──Input──► router thread ──NodeItem──► node task ×N
+//!            │   ▲ set_durable(min over nodes)        │  (bytes)   decode, spill,   (bytes)  batch, apply
+//!            └───┼────────────────────────────────────┘            route                   (sink)
+//!                └──────────────── FlushTracker ◄──────────────────────────────────────────────┘
+//! ```
+//!
+//! One task owns the replication connection and its feedback timer (STYLE rule 5); it never
+//! decodes. Both queues are bounded in bytes and block when full; while the replication task
+//! waits for room it still sends status updates, so the server does not time it out. Stopping
+//! (Ctrl-C, SIGTERM, `--until-caught-up` reached, or an error in any stage) cancels one token:
+//! the replication task stops reading, every node task finishes the batch it is applying and
+//! abandons the rest, and a last status update reports exactly what every node committed.
+
+pub mod applier;
+mod changes;
+mod flush;
+pub mod items;
+pub mod queue;
+mod router;
+mod spill;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwarp_decoder::{Lsn, ReplicationMessage};
+use pgwarp_sink::{NodeWriter, WriterConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::source::{ReplicationClient, ReplicationStream, StreamOptions};
+
+use super::error::PipelineError;
+use super::nodes::{NodeConnector, NodeTarget};
+use super::routes::RouteMap;
+use super::stats::Stats;
+use applier::NodeTask;
+use flush::FlushTracker;
+use items::Input;
+use queue::{QueueSender, byte_queue};
+use router::{Router, RouterConfig};
+use spill::SpillStore;
+
+/// Bytes of raw messages between the replication task and the router.
+const INPUT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// How often `--until-caught-up` checks and asks the server for its position.
+const CATCH_UP_POLL: Duration = Duration::from_millis(250);
+
+/// What streaming needs.
+pub struct StreamContext {
+    /// Settings.
+    pub settings: Settings,
+    /// The tables.
+    pub routes: Arc<RouteMap>,
+    /// The nodes.
+    pub nodes: Vec<NodeTarget>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+/// Where and how to stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamParams {
+    /// Start position (the slot's confirmed position or its consistent point).
+    pub start: Lsn,
+    /// Transactions committing before this are applied idempotently.
+    pub idempotent_until: Lsn,
+    /// Stop once every node has applied everything before this position.
+    pub until: Option<Lsn>,
+}
+
+/// How streaming ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Stopped by the token.
+    Stopped,
+    /// Every node applied everything before the position.
+    CaughtUp(Lsn),
+}
+
+/// Streams until stopped, caught up, or an error.
+pub async fn run(
+    cx: &StreamContext,
+    params: StreamParams,
+    cancel: &CancellationToken,
+) -> Result<StreamEnd, PipelineError> {
+    let settings = &cx.settings;
+    let mut writers = Vec::with_capacity(cx.nodes.len());
+    for node in &cx.nodes {
+        let connector = Arc::new(NodeConnector::new(node.config.clone()));
+        let config = WriterConfig::new(settings.slot.clone(), node.label.clone());
+        writers.push(NodeWriter::connect(connector, config).await?);
+    }
+    let node_progress: Vec<Lsn> = writers.iter().map(NodeWriter::committed_lsn).collect();
+    for (node, p) in cx.nodes.iter().zip(&node_progress) {
+        tracing::info!(node = %node.label, progress = %p, "node writer ready");
+    }
+
+    let client = ReplicationClient::connect(&settings.source).await?;
+    let streaming = client.server_version_num() >= 140_000;
+    let mut options = StreamOptions::new([settings.publication.clone()]);
+    options.streaming = streaming;
+    options.messages = false;
+    options.binary = client.server_version_num() >= 140_000;
+    let mut stream = client
+        .start_replication(&settings.slot, params.start, &options)
+        .await?;
+    let flush = Arc::new(FlushTracker::new(
+        cx.nodes.len(),
+        params.start,
+        stream.feedback(),
+        cx.stats.clone(),
+    ));
+
+    let stop = cancel.child_token();
+    let (input_tx, input_rx) = byte_queue::<Input>(INPUT_QUEUE_BYTES);
+    let mut senders = Vec::with_capacity(writers.len());
+    let mut tasks = Vec::with_capacity(writers.len());
+    for (index, writer) in writers.into_iter().enumerate() {
+        let (tx, rx) = byte_queue(settings.limits.queue_bytes as usize);
+        senders.push(tx);
+        let task = NodeTask {
+            index,
+            writer,
+            rx,
+            flush: flush.clone(),
+            stats: cx.stats.clone(),
+            stop: stop.clone(),
+            batch_bytes: settings.limits.batch_bytes as usize,
+            start: params.start,
+        };
+        let token = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = task.run().await;
+            if r.is_err() {
+                token.cancel();
+            }
+            r
+        }));
+    }
+    let piece = (settings.limits.batch_bytes as usize / 4).clamp(64 * 1024, 1024 * 1024);
+    let router = Router::new(
+        cx.routes.clone(),
+        senders,
+        tokio::runtime::Handle::current(),
+        cx.stats.clone(),
+        RouterConfig {
+            version: stream.proto_version(),
+            node_progress,
+            idempotent_until: params.idempotent_until,
+            piece_bytes: piece,
+            publication: settings.publication.clone(),
+        },
+        SpillStore::new(
+            settings.spill_dir.clone(),
+            settings.limits.transaction_memory,
+        ),
+    );
+    let router_token = stop.clone();
+    let router_thread = std::thread::Builder::new()
+        .name("pgwarp-router".into())
+        .spawn(move || {
+            let r = router.run(input_rx);
+            if r.is_err() {
+                router_token.cancel();
+            }
+            r
+        })
+        .map_err(|e| PipelineError::Internal(format!("could not start the router thread: {e}")))?;
+
+    let ended = replicate(
+        &mut stream,
+        &input_tx,
+        &stop,
+        &flush,
+        params.until,
+        &cx.stats,
+    )
+    .await;
+    stop.cancel();
+    drop(input_tx);
+
+    let mut first_err: Option<PipelineError> = None;
+    let router_result = tokio::task::spawn_blocking(move || router_thread.join())
+        .await
+        .map_err(|e| PipelineError::Internal(format!("router thread: {e}")))
+        .and_then(|j| j.map_err(|_| PipelineError::Internal("the router thread panicked".into())))
+        .and_then(|r| r);
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(PipelineError::Internal(format!("node task: {e}")));
+            }
+        }
+    }
+    match router_result {
+        Ok(()) | Err(PipelineError::Stopped) => {}
+        Err(e) => {
+            first_err.get_or_insert(e);
+        }
+    }
+    let stream_ok = ended.is_ok();
+    let ended = match ended {
+        Ok(end) => end,
+        Err(e) => {
+            first_err.get_or_insert(e);
+            StreamEnd::Stopped
+        }
+    };
+    if stream_ok {
+        // a last status update with exactly what every node committed
+        match stream.stop().await {
+            Ok(client) => {
+                let _ = client.close().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not end replication cleanly"),
+        }
+    }
+    tracing::info!(flush = %flush.durable(), "streaming stopped");
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(ended),
+    }
+}
+
+/// The replication task's loop.
+async fn replicate(
+    stream: &mut ReplicationStream,
+    input: &QueueSender<Input>,
+    stop: &CancellationToken,
+    flush: &FlushTracker,
+    until: Option<Lsn>,
+    stats: &Stats,
+) -> Result<StreamEnd, PipelineError> {
+    let mut poll = tokio::time::interval(CATCH_UP_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(StreamEnd::Stopped),
+            _ = poll.tick(), if until.is_some() => {
+                let target = until.unwrap_or(Lsn::MAX);
+                let durable = flush.durable();
+                if durable >= target {
+                    return Ok(StreamEnd::CaughtUp(durable));
+                }
+                // an idle server sends keepalives rarely: ask for one, so the position moves
+                stream.send_status(true).await?;
+                continue;
+            }
+            m = stream.next() => m?,
+        };
+        let (item, bytes) = match message {
+            // the server ended streaming (a shutdown sends CopyDone or CommandComplete)
+            None => return Err(PipelineError::StreamEnded("the source".into())),
+            Some(ReplicationMessage::XLogData(w)) => {
+                let bytes = w.data.len() + 64;
+                (
+                    Input::Data {
+                        wal_start: w.wal_start,
+                        wal_end: w.wal_end,
+                        frame: w.data,
+                    },
+                    bytes,
+                )
+            }
+            Some(ReplicationMessage::PrimaryKeepalive(k)) => {
+                stats
+                    .source_wal_end
+                    .fetch_max(k.wal_end.0, std::sync::atomic::Ordering::Relaxed);
+                (Input::Keepalive { wal_end: k.wal_end }, 1)
+            }
+        };
+        // wait for room, answering the server meanwhile
+        let send = input.send(item, bytes);
+        tokio::pin!(send);
+        let interval = stream.status_interval();
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(StreamEnd::Stopped),
+                r = &mut send => {
+                    if r.is_err() {
+                        // the router stopped; its error is reported by the caller
+                        return Ok(StreamEnd::Stopped);
+                    }
+                    break;
+                }
+                () = tokio::time::sleep(interval) => stream.send_status(false).await?,
+            }
+        }
+    }
+}
