@@ -154,7 +154,20 @@ where
 {
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::warn!(%target, %error, "connection to server closed with an error");
+            // The client sees this too, as an error on its next use, and reports it there with
+            // context; here it is only a trace. A server error's Display is just "db error", so
+            // show its message and SQLSTATE.
+            match error.as_db_error() {
+                Some(db) => tracing::debug!(
+                    %target,
+                    error = db.message(),
+                    sqlstate = db.code().code(),
+                    "connection to server closed with an error"
+                ),
+                None => {
+                    tracing::debug!(%target, %error, "connection to server closed with an error")
+                }
+            }
         }
     })
 }
