@@ -10,12 +10,17 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod check;
+pub mod cleanup;
 pub mod connect;
+pub mod cutover;
 pub mod demo;
+pub mod plan;
 pub mod progress;
 pub mod route;
+pub mod schema;
 pub mod status;
 pub mod sync;
+pub mod verify;
 
 /// pgwarp: move a live PostgreSQL database into Citus.
 #[derive(Debug, Parser)]
@@ -53,6 +58,18 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Show where Citus places a distribution value: shard id, shard table and node(s).
     Route(route::RouteArgs),
+    /// Compare source and target by row counts and checksums, shard by shard (exit 0 equal,
+    /// 1 different, 2 error).
+    Verify(verify::VerifyArgs),
+    /// Fence the source, let the sync catch up, copy sequences, verify, drop slot and
+    /// publication; print the write downtime.
+    Cutover(cutover::CutoverArgs),
+    /// Remove the slot, the publication and the pgwarp state on every node (safe to re-run).
+    Cleanup(cleanup::CleanupArgs),
+    /// Propose a distribution: tenant key, colocation groups, reference and local tables.
+    Plan(plan::PlanArgs),
+    /// Copy the tables' definitions to the target (pg_dump --schema-only) and apply a plan.
+    Schema(schema::SchemaArgs),
 }
 
 /// Runs one parsed command, writing its output to `out`.
@@ -63,6 +80,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Status(args) => status::run(&args, out).await,
         Command::Demo(args) => demo::run(&args, out).await,
         Command::Route(args) => route::run(&args, out).await,
+        Command::Verify(args) => verify::run(&args, out).await,
+        Command::Cutover(args) => cutover::run(&args, out).await,
+        Command::Cleanup(args) => cleanup::run(&args, out).await,
+        Command::Plan(args) => plan::run(&args, out).await,
+        Command::Schema(args) => schema::run(&args, out).await,
     }
 }
 
@@ -81,7 +103,9 @@ where
 {
     let cli = Cli::parse_from(args);
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGWARP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // tokio_postgres logs every server NOTICE at info ("schema ... already exists,
+        // skipping" from idempotent DDL): keep those out of the default output
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -106,8 +130,26 @@ where
     match runtime.block_on(run(cli, &mut stdout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pgwarp: {err:#}");
-            ExitCode::FAILURE
+            eprintln!("pgwarp: {}", error_line(&err));
+            ExitCode::from(verify::exit_status(&err))
         }
     }
+}
+
+/// The message of `err` and its causes, joined with `: `, leaving out a cause whose text the
+/// message already holds: many errors put their cause in their own message and also expose
+/// it as `source()`, and `{:#}` would print it twice.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -152,6 +152,12 @@ pub async fn run(args: &SyncArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 "caught up: every node has applied the source up to {lsn}"
             )?;
         }
+        SyncOutcome::CutoverDone => {
+            writeln!(
+                out,
+                "cutover complete: the slot was dropped by pgwarp cutover; nothing left to sync"
+            )?;
+        }
         SyncOutcome::Stopped => {
             writeln!(
                 out,

@@ -56,6 +56,7 @@ use crate::citus::names::quote_ident;
 use crate::config::{Settings, TableScope};
 use crate::conn::connect;
 use crate::error::Classify;
+use crate::source::SourceError;
 
 pub use error::PipelineError;
 use nodes::NodeTarget;
@@ -80,6 +81,8 @@ pub enum SyncOutcome {
     Stopped,
     /// `--until-caught-up`: every node applied everything before this position.
     CaughtUp(Lsn),
+    /// `pgwarp cutover` finished and dropped the slot: the migration is complete.
+    CutoverDone,
 }
 
 /// Everything resolved before a run: tables, routes, nodes, counters.
@@ -153,6 +156,19 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared, PipelineError> {
     })
 }
 
+/// Whether `pgwarp cutover` completed for this sync's slot (it drops the slot at the end, which
+/// is how a running sync learns that its work is done). Any failure to tell reads as "no", so
+/// the missing slot is reported as the error it otherwise is.
+async fn cutover_completed(settings: &Settings) -> bool {
+    let Ok((client, _connection)) = connect(&settings.target).await else {
+        return false;
+    };
+    matches!(
+        crate::cutover::record::load(&client, &settings.slot).await,
+        Ok(Some(record)) if record.state == crate::cutover::record::State::Done
+    )
+}
+
 /// Runs the sync: setup or resume, snapshot, stream.
 pub async fn run(
     prepared: &Prepared,
@@ -165,6 +181,11 @@ pub async fn run(
     let result = loop {
         match run_phases(prepared, options, cancel).await {
             Err(PipelineError::Stopped) => break Ok(SyncOutcome::Stopped),
+            Err(PipelineError::Source(SourceError::SlotMissing { .. }))
+                if cutover_completed(&prepared.settings).await =>
+            {
+                break Ok(SyncOutcome::CutoverDone);
+            }
             Err(e) if e.is_transient() && !cancel.is_cancelled() && failures < 5 => {
                 failures += 1;
                 prepared.stats.count_error(e.kind());

@@ -32,14 +32,25 @@ pub fn node_targets(
     topology
         .nodes
         .iter()
-        .map(|node| NodeTarget {
-            label: node.to_string(),
-            config: node_config(node, target, overrides),
-        })
+        .map(|node| node_target(node, target, overrides))
         .collect()
 }
 
-fn node_config(
+/// How to reach one node: its label and connection settings (see [`node_config`]).
+pub fn node_target(
+    node: &Node,
+    target: &ConnConfig,
+    overrides: &BTreeMap<(String, u16), ConnConfig>,
+) -> NodeTarget {
+    NodeTarget {
+        label: node.to_string(),
+        config: node_config(node, target, overrides),
+    }
+}
+
+/// The connection settings of one node: the override for its `host:port` if the
+/// configuration has one, else the target's settings with the node's host and port.
+pub fn node_config(
     node: &Node,
     target: &ConnConfig,
     overrides: &BTreeMap<(String, u16), ConnConfig>,
