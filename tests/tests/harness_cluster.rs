@@ -739,7 +739,11 @@ fn many_shards_with_63_byte_names_coexist_on_one_worker() {
     let shards = fixture.shards(name).unwrap();
     assert_eq!(shards.len(), 16);
     for s in &shards {
-        assert!(s.shard_table.ends_with(&format!("_{}\"", s.shardid)), "{}", s.shard_table);
+        assert!(
+            s.shard_table.ends_with(&format!("_{}\"", s.shardid)),
+            "{}",
+            s.shard_table
+        );
     }
     fixture
         .insert_routed(name, "SELECT g FROM generate_series(1, 200) g")
