@@ -4,6 +4,4 @@
 //! talks to servers, so the sink and the engine classify every server error the same way; this
 //! module re-exports them under the engine's name.
 
-pub use pgwarp_sink::class::{
-    Classify, ErrorClass, classify_io, classify_pg, classify_sqlstate,
-};
+pub use pgwarp_sink::class::{Classify, ErrorClass, classify_io, classify_pg, classify_sqlstate};

@@ -144,6 +144,19 @@ pub enum SinkError {
     /// The writer configuration is unusable.
     #[error("invalid writer configuration: {0}")]
     Config(String),
+    /// The node did not finish a try within the writer's `io_timeout`.
+    #[error(
+        "node {node} did not answer within {}s while trying to {what}: connection treated as lost",
+        after.as_secs_f64()
+    )]
+    Timeout {
+        /// Node label.
+        node: String,
+        /// What was being done (`connect`, `apply a batch`).
+        what: &'static str,
+        /// The limit.
+        after: std::time::Duration,
+    },
 }
 
 impl SinkError {
@@ -151,6 +164,7 @@ impl SinkError {
     pub fn is_transient(&self) -> bool {
         match self {
             SinkError::Connect { transient, .. } => *transient,
+            SinkError::Timeout { .. } => true,
             SinkError::Shard { source, .. } | SinkError::Node { source, .. } => {
                 is_transient_pg(source)
             }

@@ -10,8 +10,9 @@
 //!                                 upsert progress row; COMMIT
 //! ```
 //!
-//! A transient failure (lost connection, admin shutdown, deadlock, serialization failure) drops
-//! the connection, backs off, reconnects and replays the *whole* batch in a new transaction.
+//! A transient failure (lost connection, admin shutdown, deadlock, serialization failure, or no
+//! answer within `io_timeout`: a silent network cut) drops the connection, backs off,
+//! reconnects and replays the *whole* batch in a new transaction.
 //! Nothing is applied twice: a failed transaction rolled back, and one whose `COMMIT` went
 //! through before the failure recorded its LSN, which the replay's progress check finds.
 //!
@@ -32,6 +33,26 @@ use crate::exec::{Conn, Ctx, run};
 use crate::plan::{self, Counts, Plan};
 use crate::progress;
 use crate::writer::WriterConfig;
+
+/// Runs `work` within `limit` (if any); past it, a [`SinkError::Timeout`]. The caller drops
+/// the connection then, as for any transient failure, so nothing waits on it again.
+async fn within<T>(
+    limit: Option<Duration>,
+    node: &str,
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<T, SinkError>>,
+) -> Result<T, SinkError> {
+    match limit {
+        None => work.await,
+        Some(after) => tokio::time::timeout(after, work).await.unwrap_or_else(|_| {
+            Err(SinkError::Timeout {
+                node: node.to_owned(),
+                what,
+                after,
+            })
+        }),
+    }
+}
 
 /// What applying a batch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,8 +124,9 @@ impl Lane {
     pub async fn connect(&mut self) -> Result<Lsn, SinkError> {
         let mut attempt = 1;
         let mut backoff = self.config.retry.initial_backoff;
+        let (limit, node) = (self.config.io_timeout, self.config.node.clone());
         loop {
-            match self.ensure_conn().await {
+            match within(limit, &node, "connect", self.ensure_conn()).await {
                 Ok(()) => return Ok(self.committed),
                 Err(err) if err.is_transient() && attempt < self.config.retry.max_attempts => {
                     warn!(node = %self.config.node, lane = self.index, attempt, error = %err,
@@ -148,6 +170,12 @@ impl Lane {
                 source,
             }
         };
+        // What a node commits is confirmed to the source, which may then discard it: the
+        // commit must survive a crash of the node, whatever its default synchronous_commit.
+        client
+            .batch_execute("SET synchronous_commit = on")
+            .await
+            .map_err(err("set synchronous_commit to on"))?;
         if self.config.replica_role {
             client
                 .batch_execute("SET session_replication_role = replica")
@@ -181,9 +209,10 @@ impl Lane {
         let plan = plan::build(batch)?;
         let mut attempt = 1;
         let mut backoff = self.config.retry.initial_backoff;
+        let (limit, node) = (self.config.io_timeout, self.config.node.clone());
         loop {
-            let result = match self.ensure_conn().await {
-                Ok(()) => self.attempt(&plan, batch).await,
+            let result = match within(limit, &node, "connect", self.ensure_conn()).await {
+                Ok(()) => within(limit, &node, "apply a batch", self.attempt(&plan, batch)).await,
                 Err(err) => Err(err),
             };
             match result {

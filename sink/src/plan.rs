@@ -145,6 +145,17 @@ impl SqlOp {
     }
 }
 
+/// The shard a row change writes (`None` for `TRUNCATE`).
+fn change_shard(change: &Change) -> Option<&Shard> {
+    match change {
+        Change::Insert { shard, .. }
+        | Change::InsertRows { shard, .. }
+        | Change::Update { shard, .. }
+        | Change::Delete { shard, .. } => Some(shard),
+        Change::Truncate { .. } => None,
+    }
+}
+
 /// Builds the plan for a batch.
 pub(crate) fn build(batch: &NodeBatch) -> Result<Plan, SinkError> {
     let mut b = Builder {
@@ -152,8 +163,24 @@ pub(crate) fn build(batch: &NodeBatch) -> Result<Plan, SinkError> {
         ..Builder::default()
     };
     let mut start = 0;
+    // A shard table written under two definitions of its table in one batch (the engine
+    // routes changes from before an ADD COLUMN with the older column list) is two shards to
+    // the compactor, whose phase order would then reorder its rows: cut a segment there.
+    let mut definitions: HashMap<&str, usize> = HashMap::new();
     for (i, change) in batch.changes.iter().enumerate() {
         b.check_format(change)?;
+        if let Some(shard) = change_shard(change) {
+            let id = table_id(shard.table());
+            if definitions
+                .insert(shard.quoted_name(), id)
+                .is_some_and(|before| before != id)
+            {
+                b.segment(&batch.changes[start..i])?;
+                start = i;
+                definitions.clear();
+                definitions.insert(shard.quoted_name(), id);
+            }
+        }
         if let Change::Truncate {
             shards,
             cascade,
@@ -621,6 +648,54 @@ mod tests {
                 "Insert { captured: false, upsert: true } g2 None",
                 "truncate",
                 "Insert { captured: false, upsert: true } g3 None"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_shard_under_two_definitions_is_cut_into_segments() {
+        // the same shard table, before and after a column was added at its end
+        let narrow = shard(true);
+        let wide = Arc::new(ShardTarget::new(
+            Arc::new(
+                TargetTable::new(
+                    "public.t",
+                    vec!["id".into(), "v".into(), "w".into()],
+                    vec![0],
+                    true,
+                )
+                .unwrap(),
+            ),
+            "public",
+            "t_1",
+        ));
+        let wide_row = Row::Tuple(
+            TupleData::from_values([
+                ColumnRef::Text(b"1"),
+                ColumnRef::Text(b"b"),
+                ColumnRef::Text(b"w"),
+            ])
+            .unwrap(),
+        );
+        let changes = vec![
+            Change::Insert {
+                shard: narrow.clone(),
+                row: row("1", "a"),
+            },
+            Change::Update {
+                shard: wide,
+                old_key: None,
+                new: wide_row,
+                moved_from: None,
+            },
+        ];
+        let plan = build(&NodeBatch::complete(changes, Lsn(1))).unwrap();
+        // the insert comes first, so the update finds its row
+        assert_eq!(
+            shape(&plan),
+            [
+                "copy 1 + 0",
+                "Update { set: [1, 2], by_old: false } g0 Some(1)"
             ]
         );
     }

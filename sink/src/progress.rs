@@ -4,7 +4,10 @@
 //! skips the batch if the recorded LSN already covers it, and otherwise applies the batch and
 //! raises the LSN (`GREATEST`, so it never moves back) before `COMMIT`. Data and progress commit
 //! or roll back together, so after a crash, and after a `COMMIT` whose reply was lost, the row
-//! says exactly which source transactions the node holds. The row lock also serialises two
+//! says exactly which source transactions the node holds. Lanes run with `synchronous_commit
+//! = on` whatever the node's default: with it off, a node that crashes right after a `COMMIT`
+//! loses that transaction (data and row alike) although pgwarp already confirmed it to the
+//! source, which then never sends it again. The row lock also serialises two
 //! writers that share a key by mistake instead of letting them both apply a batch.
 //!
 //! The schema and table are created on demand on every node, coordinator included. Concurrent

@@ -57,6 +57,11 @@ pub struct WriterConfig {
     pub frame_bytes: usize,
     /// Retry of transient failures.
     pub retry: RetryPolicy,
+    /// How long one try (connecting, or a batch's whole transaction) may go without finishing
+    /// before the connection counts as lost, a transient failure: a node behind a silent
+    /// network cut never answers, and TCP keepalives do not fire while a request is
+    /// outstanding. `None` (the default): no limit.
+    pub io_timeout: Option<Duration>,
 }
 
 impl WriterConfig {
@@ -69,6 +74,7 @@ impl WriterConfig {
             replica_role: true,
             frame_bytes: 64 * 1024,
             retry: RetryPolicy::default(),
+            io_timeout: None,
         }
     }
 

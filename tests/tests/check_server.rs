@@ -107,7 +107,9 @@ async fn role_without_replication_is_reported() {
     let source = database(server, "check_role_src", &schema);
     source
         .execute(&format!(
-            "GRANT USAGE ON SCHEMA {schema} TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"
+            "GRANT USAGE ON SCHEMA {schema} TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};
+             ALTER TABLE {schema}.items OWNER TO {role}; GRANT CREATE ON DATABASE {} TO {role}",
+            source.name()
         ))
         .unwrap();
     let conn = format!(

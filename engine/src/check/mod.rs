@@ -14,6 +14,7 @@
 //!                   local rows, nodes reachable, shards empty (unless resuming)
 //! ```
 
+mod privileges;
 mod server;
 mod tables;
 mod target;
@@ -43,6 +44,10 @@ pub enum ProblemKind {
     NoReplicationPrivilege,
     /// A slot of this name exists but no sync state goes with it.
     SlotInUse,
+    /// The sync's slot was invalidated by the server: its changes are gone, re-sync.
+    SlotInvalidated,
+    /// A role lacks a privilege the sync needs (the message says which GRANT fixes it).
+    MissingPrivilege,
     /// The table does not exist on the source.
     MissingOnSource,
     /// The table does not exist on the target.
@@ -151,6 +156,15 @@ pub async fn run(settings: &Settings) -> Result<Report, PipelineError> {
             .as_ref()
             .is_some_and(|s| s.phase != state::Phase::Setup);
     server::check(&source, settings, &sync_state, slot.is_some(), &mut report).await?;
+    if slot.as_ref().is_some_and(|s| s.is_invalidated()) {
+        report.add(
+            ProblemKind::SlotInvalidated,
+            crate::source::SourceError::SlotInvalidated {
+                slot: settings.slot.clone(),
+            }
+            .to_string(),
+        );
+    }
 
     let names = match &scope {
         TableScope::Tables(t) => t.clone(),
@@ -169,6 +183,15 @@ pub async fn run(settings: &Settings) -> Result<Report, PipelineError> {
     }
     report.tables = sources.iter().map(|t| t.display_name()).collect();
     tables::check_source(&sources, &mut report);
+    privileges::source(
+        &source,
+        &settings.publication,
+        &sources,
+        report.resuming,
+        &mut report,
+    )
+    .await?;
+    privileges::server(&target, "the target", &mut report).await?;
 
     let qualified: Vec<String> = sources
         .iter()

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use crate::citus::names::quote_ident;
 use crate::citus::{TableKind, Topology};
@@ -14,7 +15,7 @@ use crate::pipeline::PipelineError;
 use crate::pipeline::catalog::TableInfo;
 use crate::pipeline::nodes::{node_targets, target_addr};
 
-use super::{ProblemKind, Report};
+use super::{ProblemKind, Report, privileges};
 
 fn qualified(t: &TableInfo) -> String {
     format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name))
@@ -99,8 +100,21 @@ pub async fn check(
         }
     }
 
-    // every node must be reachable; before a first sync every shard must be empty
+    // every node must be reachable and writable; before a first sync every shard empty
     let nodes = node_targets(&topology, &settings.target, &settings.nodes);
+    let target_label = format!("{}:{}", addr.host, addr.port);
+    let mut placements: BTreeMap<usize, Vec<privileges::NodeShard>> = BTreeMap::new();
+    for ((source, target_table), table) in routable.iter().zip(&topology.tables) {
+        for shard in &table.shards {
+            for &node in &shard.placements {
+                placements.entry(node).or_default().push((
+                    source.display_name(),
+                    qualified(target_table),
+                    shard.qualified_name.clone(),
+                ));
+            }
+        }
+    }
     let mut shards_by_node: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
     for ((source, _), table) in routable.iter().zip(&topology.tables) {
         for shard in &table.shards {
@@ -123,6 +137,12 @@ pub async fn check(
                 continue;
             }
         };
+        if node.label != target_label {
+            privileges::server(&client, &format!("node {}", node.label), report).await?;
+        }
+        if let Some(list) = placements.get(&i) {
+            privileges::shards(&client, &node.label, list, topology.is_citus(), report).await?;
+        }
         if resuming {
             continue;
         }
@@ -137,13 +157,17 @@ pub async fn check(
                 .map(|(n, (_, s))| format!("SELECT {n}, EXISTS (SELECT 1 FROM ONLY {s})"))
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
-            let rows = client
-                .query(&sql, &[])
-                .await
-                .map_err(PipelineError::query(format!(
-                    "could not look into the shards on node {}",
-                    node.label
-                )))?;
+            let rows = match client.query(&sql, &[]).await {
+                Ok(rows) => rows,
+                // reported as a missing SELECT above
+                Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => break,
+                Err(e) => {
+                    return Err(PipelineError::Query {
+                        what: format!("could not look into the shards on node {}", node.label),
+                        source: e,
+                    });
+                }
+            };
             for row in rows {
                 let (n, has_rows): (i32, bool) = (
                     row.try_get(0)

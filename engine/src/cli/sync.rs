@@ -33,8 +33,9 @@ pub struct CommonArgs {
     /// Target connection string: the Citus coordinator or a plain PostgreSQL.
     #[arg(long, env = "PGWARP_TARGET")]
     pub target: Option<String>,
-    /// Tables to sync, comma-separated (`name` or `schema.name`).
-    #[arg(long, value_delimiter = ',', conflicts_with = "schemas")]
+    /// Tables to sync, comma-separated (`name` or `schema.name`, SQL syntax: quote names
+    /// with double quotes; commas inside quotes do not separate).
+    #[arg(long, conflicts_with = "schemas")]
     pub tables: Option<Vec<String>>,
     /// Schemas whose tables to sync, comma-separated.
     #[arg(long, value_delimiter = ',')]

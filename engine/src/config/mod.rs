@@ -18,10 +18,10 @@ mod settings;
 
 use std::path::Path;
 
-pub use raw::{RawConfig, RawLimits, RawNode, RawSize};
+pub use raw::{RawConfig, RawDuration, RawLimits, RawNode, RawSize};
 pub use settings::{
-    DEFAULT_PARALLEL, DEFAULT_PUBLICATION, DEFAULT_SLOT, Limits, LogFormat, ProgressMode, Settings,
-    TableScope, parse_size,
+    DEFAULT_NODE_TIMEOUT, DEFAULT_PARALLEL, DEFAULT_PUBLICATION, DEFAULT_SLOT, Limits, LogFormat,
+    ProgressMode, Settings, TableScope, parse_duration, parse_size,
 };
 
 use crate::conn::ConnError;
@@ -31,22 +31,22 @@ use crate::error::{Classify, ErrorClass};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("could not read configuration file \"{path}\": {source}")]
+    // the causes are part of the messages and deliberately not `source()`s: a report that
+    // prints the chain (`{:#}`) would otherwise repeat them
+    #[error("could not read configuration file \"{path}\": {error}")]
     Read {
         /// The path given.
         path: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML or has unknown keys.
-    #[error("invalid configuration file \"{path}\": {source}")]
+    #[error("invalid configuration file \"{path}\": {error}")]
     Parse {
         /// The path given.
         path: String,
         /// The parser's message (names the key and line).
-        #[source]
-        source: toml::de::Error,
+        error: toml::de::Error,
     },
     /// A required value is missing.
     #[error("{0}")]
@@ -55,13 +55,12 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
     /// A connection string is invalid.
-    #[error("invalid {which} connection string: {source}")]
+    #[error("invalid {which} connection string: {error}")]
     Conn {
         /// `source`, `target` or `node host:port`.
         which: String,
         /// The parser's error.
-        #[source]
-        source: ConnError,
+        error: ConnError,
     },
 }
 
@@ -74,12 +73,9 @@ impl Classify for ConfigError {
 /// Reads and parses a configuration file.
 pub fn load_file(path: &Path) -> Result<RawConfig, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: shown.clone(),
-        source,
+        error,
     })?;
-    RawConfig::from_toml(&text).map_err(|source| ConfigError::Parse {
-        path: shown,
-        source,
-    })
+    RawConfig::from_toml(&text).map_err(|error| ConfigError::Parse { path: shown, error })
 }

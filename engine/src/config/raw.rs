@@ -12,6 +12,7 @@
 //! metrics_addr = "127.0.0.1:9187" # default: no metrics endpoint
 //! log_format = "text"             # or "json"
 //! progress = "auto"               # progress bars: "auto" (on a terminal), "always", "never"
+//! node_timeout = "10min"          # a node silent this long counts as lost (reconnect, replay)
 //!
 //! [limits]
 //! queue_bytes = "16MiB"           # per node: changes waiting to be applied
@@ -59,6 +60,9 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     /// `auto`, `always` or `never`.
     pub progress: Option<String>,
+    /// How long a node may leave a connection attempt or a batch unanswered: `"30s"`,
+    /// `"10min"`, `"1h"`, or a number of seconds.
+    pub node_timeout: Option<RawDuration>,
     /// Memory and batch limits.
     #[serde(default)]
     pub limits: RawLimits,
@@ -91,14 +95,55 @@ pub struct RawNode {
     pub conninfo: String,
 }
 
-/// A size: bytes, or text with a unit.
+/// A duration: seconds, or text with a unit.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
+pub enum RawDuration {
+    /// Seconds.
+    Seconds(u64),
+    /// `"30s"`, `"10min"`, `"1h"`, `"500ms"`.
+    Text(String),
+}
+
+/// A size: bytes, or text with a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawSize {
     /// A number of bytes.
     Bytes(u64),
     /// `"64MiB"`, `"512kB"`, `"1GB"`.
     Text(String),
+}
+
+/// Written by hand (not `untagged`) so a wrong value gets a message about sizes rather than
+/// serde's "did not match any variant"; the TOML error around it shows the key and line.
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+
+        impl serde::de::Visitor<'_> for SizeVisitor {
+            type Value = RawSize;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size: a number of bytes or a string such as \"64MiB\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSize, E> {
+                u64::try_from(v)
+                    .map(RawSize::Bytes)
+                    .map_err(|_| E::custom(format!("a size cannot be negative: {v}")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Text(v.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(SizeVisitor)
+    }
 }
 
 impl RawConfig {
@@ -129,6 +174,7 @@ impl RawConfig {
         take(&mut self.metrics_addr, top.metrics_addr);
         take(&mut self.log_format, top.log_format);
         take(&mut self.progress, top.progress);
+        take(&mut self.node_timeout, top.node_timeout);
         take(&mut self.limits.queue_bytes, top.limits.queue_bytes);
         take(&mut self.limits.batch_bytes, top.limits.batch_bytes);
         take(

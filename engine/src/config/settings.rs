@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::conn::ConnConfig;
 
 use super::ConfigError;
-use super::raw::{RawConfig, RawSize};
+use super::raw::{RawConfig, RawDuration, RawSize};
 
 /// Default slot name.
 pub const DEFAULT_SLOT: &str = "pgwarp";
@@ -104,7 +105,15 @@ pub struct Settings {
     pub limits: Limits,
     /// Per-node connection settings, keyed by (`host`, `port`) as `pg_dist_node` has them.
     pub nodes: BTreeMap<(String, u16), ConnConfig>,
+    /// How long a node may leave a connection attempt or a batch unanswered before the
+    /// connection counts as lost (it is dropped, and the batch replayed on a new one): what
+    /// detects a silent network cut, which TCP keepalives do not while a request is
+    /// outstanding. 10 minutes.
+    pub node_timeout: Duration,
 }
+
+/// Default of [`Settings::node_timeout`].
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Settings {
     /// The table scope, or an error naming the missing option.
@@ -127,11 +136,11 @@ impl RawConfig {
         ))?;
         let source = ConnConfig::parse(&source).map_err(|e| ConfigError::Conn {
             which: "source".into(),
-            source: e,
+            error: e,
         })?;
         let target = ConnConfig::parse(&target).map_err(|e| ConfigError::Conn {
             which: "target".into(),
-            source: e,
+            error: e,
         })?;
         let scope = match (self.tables, self.schemas) {
             (Some(_), Some(_)) => {
@@ -168,7 +177,7 @@ impl RawConfig {
             .map(|a| {
                 a.parse::<SocketAddr>().map_err(|_| {
                     ConfigError::Invalid(format!(
-                        "metrics address \"{a}\" is not an address:port such as 127.0.0.1:9187"
+                        "metrics_addr \"{a}\" is not an address:port such as 127.0.0.1:9187"
                     ))
                 })
             })
@@ -178,7 +187,7 @@ impl RawConfig {
             Some("json") => LogFormat::Json,
             Some(other) => {
                 return Err(ConfigError::Invalid(format!(
-                    "log format \"{other}\" is not \"text\" or \"json\""
+                    "log_format \"{other}\" is not \"text\" or \"json\""
                 )));
             }
         };
@@ -192,6 +201,18 @@ impl RawConfig {
                 )));
             }
         };
+        let node_timeout = match &self.node_timeout {
+            None => DEFAULT_NODE_TIMEOUT,
+            Some(raw) => match parse_duration(raw) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    return Err(ConfigError::Invalid(
+                        "node_timeout must be more than zero".into(),
+                    ));
+                }
+                Err(reason) => return Err(ConfigError::Invalid(format!("node_timeout: {reason}"))),
+            },
+        };
         let mut nodes = BTreeMap::new();
         for (key, node) in self.nodes {
             let (host, port) = key
@@ -202,7 +223,7 @@ impl RawConfig {
                 })?;
             let cfg = ConnConfig::parse(&node.conninfo).map_err(|e| ConfigError::Conn {
                 which: format!("node {key}"),
-                source: e,
+                error: e,
             })?;
             nodes.insert((host.to_owned(), port), cfg);
         }
@@ -219,24 +240,41 @@ impl RawConfig {
             progress,
             limits,
             nodes,
+            node_timeout,
         })
     }
 }
 
 fn names(what: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
     let list: Vec<String> = list
-        .into_iter()
-        .flat_map(|s| {
-            s.split(',')
-                .map(|p| p.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
+        .iter()
+        .flat_map(|s| split_sql_list(s))
         .filter(|s| !s.is_empty())
         .collect();
     if list.is_empty() {
         return Err(ConfigError::Invalid(format!("the {what} list is empty")));
     }
     Ok(list)
+}
+
+/// Splits `a, "b,c".d` on the commas outside double quotes (SQL identifier quoting, where
+/// `""` inside quotes is a quote and toggles twice), trimming each part.
+fn split_sql_list(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' if !quoted => parts.push(std::mem::take(&mut current).trim().to_owned()),
+            c => current.push(c),
+        }
+    }
+    parts.push(current.trim().to_owned());
+    parts
 }
 
 /// Slot names: lowercase letters, digits and underscores, at most 63 bytes (PostgreSQL's rule).
@@ -321,6 +359,31 @@ pub fn parse_size(raw: &RawSize) -> Result<u64, String> {
         .ok_or_else(|| format!("\"{text}\" is too large"))
 }
 
+/// Parses `90`, `30s`, `500ms`, `10min`, `1h` (a bare number is seconds).
+pub fn parse_duration(raw: &RawDuration) -> Result<Duration, String> {
+    let text = match raw {
+        RawDuration::Seconds(n) => return Ok(Duration::from_secs(*n)),
+        RawDuration::Text(t) => t.trim(),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a duration such as 30s or 10min"))?;
+    let millis: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("unknown unit in \"{text}\" (use ms, s, min or h)")),
+    };
+    n.checked_mul(millis)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("\"{text}\" is too long"))
+}
+
 /// `$XDG_STATE_HOME/pgwarp/spill-<slot>` when `XDG_STATE_HOME` is set, else
 /// `<temp dir>/pgwarp-spill-<slot>`.
 fn default_spill_dir(slot: &str) -> PathBuf {
@@ -388,6 +451,15 @@ mod tests {
         raw.tables = Some(vec!["a".into()]);
         raw.schemas = Some(vec!["s".into()]);
         assert!(raw.validate().is_err());
+    }
+
+    #[test]
+    fn commas_inside_quoted_names_do_not_split() {
+        assert_eq!(
+            split_sql_list(r#"a, "s"."it's a\b.c,d" ,"x""y,z".t"#),
+            vec![r#"a"#, r#""s"."it's a\b.c,d""#, r#""x""y,z".t"#]
+        );
+        assert_eq!(split_sql_list(""), vec![""]);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! connections go through `tokio_postgres` (see `connect.rs`), which opens its own sockets
 //! from the same settings. Both apply libpq's `sslmode` retry rules through
 //! [`with_ssl_fallback`]: `allow` tries plain first and TLS if the server refuses, `prefer`
-//! tries TLS and falls back to plain if the server has no TLS or the handshake fails. Unix
-//! sockets never use TLS (libpq ignores `sslmode` there).
+//! tries TLS and falls back to plain if the server has no TLS or the handshake fails, unless a
+//! root certificate is configured: then a failed handshake is an error (libpq would go on in
+//! plain text). Unix sockets never use TLS (libpq ignores `sslmode` there).
 
 use std::future::Future;
 use std::io;
@@ -56,8 +57,12 @@ where
             }
             other => other,
         },
+        // Stricter than libpq: with a root certificate configured, a certificate that fails
+        // verification is an error, not a reason to go on without TLS (docs/security.md).
         SslMode::Prefer => match attempt(TlsAttempt::Try).await {
-            Err(ConnError::Tls { .. }) => attempt(TlsAttempt::No).await,
+            Err(ConnError::Tls { .. }) if tls::verification(cfg) == tls::Verification::None => {
+                attempt(TlsAttempt::No).await
+            }
             other => other,
         },
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {

@@ -86,6 +86,47 @@ pub fn same_set(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
+/// Turns names as the sync stores them (`schema.name`, unquoted: [`TableInfo::display_name`])
+/// back into quoted SQL names, by finding the table whose schema and name join to exactly that
+/// text. Splitting at a `.` instead would break on schema names that contain one. A name that
+/// matches no table is quoted as if split at its first `.`, so using it fails with "does not
+/// exist".
+pub async fn quote_stored_names(
+    client: &Client,
+    names: &[String],
+) -> Result<Vec<String>, PipelineError> {
+    let rows = client
+        .query(
+            "SELECT (SELECT pg_catalog.quote_ident(n.nspname) || '.' \
+                            || pg_catalog.quote_ident(c.relname) \
+                       FROM pg_catalog.pg_class c \
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname || '.' || c.relname = t.name \
+                        AND c.relkind IN ('r', 'p') \
+                      ORDER BY c.oid LIMIT 1) \
+               FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ord) \
+              ORDER BY t.ord",
+            &[&names],
+        )
+        .await
+        .map_err(PipelineError::query("could not resolve stored table names"))?;
+    names
+        .iter()
+        .zip(&rows)
+        .map(|(name, row)| {
+            let found: Option<String> = row.try_get(0).map_err(bad_row)?;
+            Ok(found.unwrap_or_else(|| match name.split_once('.') {
+                Some((schema, rel)) => format!(
+                    "{}.{}",
+                    crate::citus::names::quote_ident(schema),
+                    crate::citus::names::quote_ident(rel)
+                ),
+                None => crate::citus::names::quote_ident(name),
+            }))
+        })
+        .collect()
+}
+
 /// Resolves `names` (as SQL would) and describes each table; a name that resolves to nothing
 /// is `None` at its position.
 pub async fn describe(

@@ -51,7 +51,8 @@ pub enum PipelineError {
         /// How many.
         count: usize,
     },
-    /// A table's columns on the source changed while syncing.
+    /// A table's columns on the source changed while syncing. Everything committed before
+    /// the change was applied on every node and confirmed; nothing after it.
     #[error(
         "table \"{table}\" changed on the source at {lsn}: {detail}; apply the same change to the \
          target, then start pgwarp again with the new table definition"
@@ -59,10 +60,14 @@ pub enum PipelineError {
     SchemaChanged {
         /// `schema.name`.
         table: String,
-        /// Where in the WAL the new definition appeared.
+        /// Where in the WAL the new definition appeared (the commit LSN of the first
+        /// transaction written under it).
         lsn: Lsn,
         /// What differs.
         detail: String,
+        /// The columns added at the end of the table when that is the whole change (pgwarp can
+        /// follow it if the target has them); empty otherwise.
+        added: Vec<String>,
     },
     /// A change for a table that is not part of this sync.
     #[error(

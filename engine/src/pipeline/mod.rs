@@ -110,6 +110,8 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared, PipelineError> {
     let (source, _s) = connect(&settings.source).await?;
     let (target, _t) = connect(&settings.target).await?;
     let names = table_names(&source, settings.require_scope()?).await?;
+    // before describing: see RouteMap::described_at
+    let described_at = phases::wal_insert_lsn(&source).await?;
     let mut sources = Vec::with_capacity(names.len());
     for (name, t) in names.iter().zip(catalog::describe(&source, &names).await?) {
         sources.push(t.ok_or_else(|| {
@@ -134,7 +136,8 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared, PipelineError> {
     }
     let refs: Vec<&str> = qualified.iter().map(String::as_str).collect();
     let topology = Topology::load(&target, &nodes::target_addr(settings), &refs).await?;
-    let routes = RouteMap::build(sources, &targets, &topology)?;
+    let mut routes = RouteMap::build(sources, &targets, &topology)?;
+    routes.described_at = described_at;
     let nodes = nodes::node_targets(&topology, &settings.target, &settings.nodes);
     let table_list: Vec<String> = routes.tables.iter().map(|t| t.name.clone()).collect();
     let labels: Vec<String> = nodes.iter().map(|n| n.label.clone()).collect();
@@ -169,6 +172,56 @@ async fn cutover_completed(settings: &Settings) -> bool {
     )
 }
 
+/// After the stream stopped at columns added at the end of `table` on the source: the tables
+/// described anew, if the target has every added column (then the stream goes on from the
+/// slot, which stopped exactly before the change); else the error to stop with.
+async fn follow_added_columns(
+    now: &Prepared,
+    table: &str,
+    lsn: Lsn,
+    added: &[String],
+) -> Result<Prepared, PipelineError> {
+    let mut fresh = prepare(&now.settings).await?;
+    fresh.stats = now.stats.clone();
+    let index = fresh.routes.find_stored(table).ok_or_else(|| {
+        PipelineError::State(format!("table \"{table}\" is no longer part of the sync"))
+    })?;
+    let rt = &fresh.routes.tables[index];
+    let (target, _t) = connect(&now.settings.target).await?;
+    let quoted = format!(
+        "{}.{}",
+        quote_ident(&rt.source.schema),
+        quote_ident(&rt.source.name)
+    );
+    let on_target = catalog::describe(&target, &[quoted])
+        .await?
+        .into_iter()
+        .next()
+        .flatten();
+    let missing: Vec<&String> = added
+        .iter()
+        .filter(|c| {
+            !on_target
+                .as_ref()
+                .is_some_and(|t| t.all_columns.iter().any(|tc| &tc.name == *c))
+        })
+        .collect();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|c| format!("\"{c}\"")).collect();
+        return Err(PipelineError::SchemaChanged {
+            table: table.to_owned(),
+            lsn,
+            detail: format!(
+                "column {} was added, and the target has no such column (pgwarp follows a \
+                 column added on the source once the target has it)",
+                list.join(", ")
+            ),
+            added: Vec::new(),
+        });
+    }
+    Ok(fresh)
+}
+
 /// Runs the sync: setup or resume, snapshot, stream.
 pub async fn run(
     prepared: &Prepared,
@@ -178,9 +231,33 @@ pub async fn run(
     // a transient failure during setup or the snapshot starts over from the stored state
     // (which resumes the snapshot); the stream has its own retry loop
     let mut failures = 0u32;
+    // after following columns added on the source: the tables as described now
+    let mut current: Option<Prepared> = None;
+    let mut followed: Option<(String, Lsn)> = None;
     let result = loop {
-        match run_phases(prepared, options, cancel).await {
+        let now = current.as_ref().unwrap_or(prepared);
+        match run_phases(now, options, cancel).await {
             Err(PipelineError::Stopped) => break Ok(SyncOutcome::Stopped),
+            Err(PipelineError::SchemaChanged {
+                table,
+                lsn,
+                detail,
+                added,
+            }) if !added.is_empty() && followed != Some((table.clone(), lsn)) => {
+                match follow_added_columns(now, &table, lsn, &added).await {
+                    Ok(next) => {
+                        tracing::info!(%table, columns = %added.join(", "), at = %lsn,
+                            "following the columns added on the source (the target has them)");
+                        followed = Some((table, lsn));
+                        current = Some(next);
+                    }
+                    Err(PipelineError::Stopped) => break Ok(SyncOutcome::Stopped),
+                    Err(e) => {
+                        tracing::debug!(%detail, "schema change not followed");
+                        break Err(e);
+                    }
+                }
+            }
             Err(PipelineError::Source(SourceError::SlotMissing { .. }))
                 if cutover_completed(&prepared.settings).await =>
             {

@@ -200,7 +200,7 @@ pub(super) async fn run_phases(
 /// The source's WAL insert position: past every commit record written so far, even one not
 /// yet written out (`pg_current_wal_lsn()` is the *write* position, which lags behind commits
 /// made with `synchronous_commit = off`).
-async fn wal_insert_lsn(source: &Client) -> Result<Lsn, PipelineError> {
+pub(super) async fn wal_insert_lsn(source: &Client) -> Result<Lsn, PipelineError> {
     let text: String = source
         .query_one("SELECT pg_catalog.pg_current_wal_insert_lsn()::text", &[])
         .await

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pgwarp_decoder::ColumnRef;
+use pgwarp_decoder::{ColumnRef, Lsn};
 use pgwarp_sink::{Shard, ShardTarget, TargetTable};
 
 use crate::citus::{CitusTable, NodeIndex, TableKind, Topology};
@@ -77,11 +77,80 @@ impl RouteTable {
     }
 }
 
+impl RouteTable {
+    /// This table as it was before columns were added at its end: only its first `columns`
+    /// replicated columns, the same shards and placements. Rows that changed under the older
+    /// definition (replayed from before an `ADD COLUMN`) are written with that column list,
+    /// and the target fills the rest as the source did: with the columns' defaults. `None`
+    /// when the key or the distribution column is not among those columns.
+    pub fn narrowed(&self, columns: usize) -> Option<RouteTable> {
+        let names = self.source.column_names();
+        if columns == 0 || columns >= names.len() {
+            return None;
+        }
+        let kept = &names[..columns];
+        if self.dist_index.is_some_and(|d| d >= columns)
+            || self.source.key.iter().any(|k| !kept.contains(k))
+        {
+            return None;
+        }
+        let key: Vec<usize> = self
+            .source
+            .key
+            .iter()
+            .filter_map(|k| kept.iter().position(|c| c == k))
+            .collect();
+        let target = Arc::new(
+            TargetTable::new(
+                self.name.clone(),
+                kept.to_vec(),
+                key,
+                self.target.key_unique(),
+            )
+            .ok()?,
+        );
+        let mut source = self.source.clone();
+        source.all_columns = self.source.columns().take(columns).cloned().collect();
+        let mut by_node: Vec<Vec<Shard>> = vec![Vec::new(); self.by_node.len()];
+        let mut shards = Vec::with_capacity(self.shards.len());
+        for (placements, shard) in self.shards.iter().zip(&self.citus.shards) {
+            let narrowed: Shard = Arc::new(ShardTarget::new(
+                target.clone(),
+                &self.citus.schema,
+                &shard.rel_name,
+            ));
+            let mut list = Vec::with_capacity(placements.len());
+            for (node, _) in placements {
+                list.push((*node, narrowed.clone()));
+                if let Some(l) = by_node.get_mut(*node) {
+                    l.push(narrowed.clone());
+                }
+            }
+            shards.push(list);
+        }
+        Some(RouteTable {
+            source,
+            name: self.name.clone(),
+            target,
+            kind: self.kind,
+            citus: self.citus.clone(),
+            dist_index: self.dist_index,
+            shards,
+            by_node,
+        })
+    }
+}
+
 /// Every synced table, by source relation name.
 #[derive(Debug)]
 pub struct RouteMap {
     /// The tables, in the order given.
     pub tables: Vec<RouteTable>,
+    /// The source's WAL insert position read before the tables were described: a transaction
+    /// committed before it may carry an older definition of a table (from before columns were
+    /// added); one committed after it cannot, since `ALTER TABLE` waits for every transaction
+    /// that wrote the table. `INVALID` (no older definitions accepted) unless set.
+    pub described_at: Lsn,
     /// Number of nodes.
     pub node_count: usize,
     by_name: HashMap<(String, String), usize>,
@@ -170,10 +239,17 @@ impl RouteMap {
             });
         }
         Ok(RouteMap {
+            described_at: Lsn::INVALID,
             tables,
             node_count: topology.nodes.len(),
             by_name,
         })
+    }
+
+    /// The table whose stored name ([`RouteTable::name`], `schema.name` unquoted) is exactly
+    /// `stored` (never split at a `.`: schema and table names may contain one).
+    pub fn find_stored(&self, stored: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.name == stored)
     }
 
     /// The table named `schema.name` on the source.

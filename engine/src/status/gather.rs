@@ -6,11 +6,10 @@ use pgwarp_decoder::Lsn;
 use tokio_postgres::Client;
 
 use crate::citus::Topology;
-use crate::citus::names::quote_ident;
 use crate::config::Settings;
 use crate::conn::connect;
 use crate::pipeline::nodes::{NodeTarget, node_targets, target_addr};
-use crate::pipeline::{PipelineError, state};
+use crate::pipeline::{PipelineError, catalog, state};
 use crate::source::admin::slot_info;
 
 use super::{NodeStatus, SourceStatus, StatusReport, TableStatus};
@@ -44,13 +43,6 @@ async fn node_progress(node: &NodeTarget, slot: &str) -> Option<(Lsn, f64)> {
 
 async fn reachable(node: &NodeTarget) -> bool {
     connect(&node.config).await.is_ok()
-}
-
-fn qualified(display: &str) -> String {
-    match display.split_once('.') {
-        Some((s, n)) => format!("{}.{}", quote_ident(s), quote_ident(n)),
-        None => quote_ident(display),
-    }
 }
 
 /// Reads the status of the sync of `settings.slot`, sampling throughput over `sample`.
@@ -99,7 +91,7 @@ pub async fn gather(settings: &Settings, sample: Duration) -> Result<StatusRepor
     let nodes = if table_names.is_empty() {
         Vec::new()
     } else {
-        let names: Vec<String> = table_names.iter().map(|t| qualified(t)).collect();
+        let names = catalog::quote_stored_names(&target, &table_names).await?;
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let topology = Topology::load(&target, &target_addr(settings), &refs).await?;
         node_targets(&topology, &settings.target, &settings.nodes)

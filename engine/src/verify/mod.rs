@@ -89,17 +89,15 @@ pub async fn tables_of_sync(
     if !state::exists(target).await? {
         return Ok(None);
     }
-    Ok(state::load(target, slot)
-        .await?
-        .map(|s| s.tables.iter().map(|t| quote_stored_name(t)).collect()))
-}
-
-/// A table name as the sync stores it (`schema.name`, unquoted), quoted for SQL.
-pub fn quote_stored_name(name: &str) -> String {
-    match name.split_once('.') {
-        Some((schema, rel)) => sql::qualified(schema, rel),
-        None => crate::citus::names::quote_ident(name),
-    }
+    let Some(state) = state::load(target, slot).await? else {
+        return Ok(None);
+    };
+    // Stored names are `schema.name` unquoted; a dot inside a schema name makes splitting
+    // ambiguous, so resolve them against the target's catalog (the shells carry the same
+    // names as the source tables).
+    Ok(Some(
+        catalog::quote_stored_names(target, &state.tables).await?,
+    ))
 }
 
 /// Resolves a table scope to names on the source (schemas are listed there).

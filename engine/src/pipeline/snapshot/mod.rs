@@ -157,8 +157,7 @@ pub fn jobs(
 ) -> Result<Vec<ChunkJob>, PipelineError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let (schema, name) = row.table.split_once('.').unwrap_or(("", &row.table));
-        let table = routes.find(schema, name).ok_or_else(|| {
+        let table = routes.find_stored(&row.table).ok_or_else(|| {
             PipelineError::State(format!(
                 "pgwarp.snapshot_chunks names table \"{}\", which is not part of this sync",
                 row.table

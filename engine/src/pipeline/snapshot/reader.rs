@@ -69,8 +69,17 @@ pub async fn run_reader(
 
     let mut writers = Vec::with_capacity(cx.nodes.len());
     for (i, node) in cx.nodes.iter().enumerate() {
-        writers
-            .push(SnapshotWriter::start(&cx.settings.slot, id, i, node, cx.stats.clone()).await?);
+        writers.push(
+            SnapshotWriter::start(
+                &cx.settings.slot,
+                id,
+                i,
+                node,
+                cx.stats.clone(),
+                cx.settings.node_timeout,
+            )
+            .await?,
+        );
     }
     let (target, _ttask) = connect(&cx.settings.target).await?;
     let result = async {

@@ -7,7 +7,7 @@
 //! counts as done.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pgwarp_sink::{Change, NodeBatch, NodeWriter, WriterConfig};
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +29,8 @@ pub enum WriterMsg {
 /// The reader's handle on one node writer.
 pub struct SnapshotWriter {
     tx: mpsc::Sender<WriterMsg>,
-    task: JoinHandle<Result<(), PipelineError>>,
+    /// Taken by the first wait for the task's end (a `JoinHandle` may be awaited only once).
+    task: Option<JoinHandle<Result<(), PipelineError>>>,
 }
 
 /// The progress-row key of snapshot writers: kept apart from the stream's own rows.
@@ -38,18 +39,21 @@ pub fn snapshot_slot_key(slot: &str) -> String {
 }
 
 impl SnapshotWriter {
-    /// Connects to the node and starts the task.
+    /// Connects to the node and starts the task. `timeout` bounds every try on the node
+    /// (see `Settings::node_timeout`).
     pub async fn start(
         slot: &str,
         reader: usize,
         node_index: usize,
         node: &NodeTarget,
         stats: Arc<Stats>,
+        timeout: Duration,
     ) -> Result<SnapshotWriter, PipelineError> {
         let mut config = WriterConfig::new(
             snapshot_slot_key(slot),
             format!("{} reader {reader}", node.label),
         );
+        config.io_timeout = Some(timeout);
         config.frame_bytes = 256 * 1024;
         let connector = Arc::new(NodeConnector::new(node.config.clone()));
         let mut writer = NodeWriter::connect(connector, config).await?;
@@ -70,7 +74,10 @@ impl SnapshotWriter {
             }
             Ok(())
         });
-        Ok(SnapshotWriter { tx, task })
+        Ok(SnapshotWriter {
+            tx,
+            task: Some(task),
+        })
     }
 
     /// Queues a batch (waits while the previous one is still queued).
@@ -90,23 +97,30 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// The writer task's error, once it has stopped.
+    /// The writer task's error, once it has stopped (reported once; `close` then has nothing
+    /// more to say).
     async fn failure(&mut self) -> PipelineError {
-        match (&mut self.task).await {
-            Ok(Err(e)) => e,
-            Ok(Ok(())) => PipelineError::Internal("a snapshot writer stopped".into()),
-            Err(e) => PipelineError::Internal(format!("a snapshot writer failed: {e}")),
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => PipelineError::Internal("a snapshot writer stopped".into()),
+                Err(e) => PipelineError::Internal(format!("a snapshot writer failed: {e}")),
+            },
+            None => PipelineError::Internal("a snapshot writer stopped".into()),
         }
     }
 
     /// Stops the task after what was sent.
     pub async fn close(self) -> Result<(), PipelineError> {
         drop(self.tx);
-        match self.task.await {
-            Ok(r) => r,
-            Err(e) => Err(PipelineError::Internal(format!(
-                "a snapshot writer failed: {e}"
-            ))),
+        match self.task {
+            None => Ok(()),
+            Some(task) => match task.await {
+                Ok(r) => r,
+                Err(e) => Err(PipelineError::Internal(format!(
+                    "a snapshot writer failed: {e}"
+                ))),
+            },
         }
     }
 }

@@ -143,6 +143,52 @@ fn merge_unchanged(new: &TupleData, old: &TupleData) -> Result<TupleData, Pipeli
 }
 
 /// What differs between the table as described at start and a Relation message.
+/// Columns of a Relation message as (name, type) pairs.
+fn relation_columns(r: &Relation) -> Vec<(&str, u32)> {
+    r.columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.type_id))
+        .collect()
+}
+
+fn table_columns(rt: &RouteTable) -> Vec<(&str, u32)> {
+    rt.source
+        .columns()
+        .map(|c| (c.name.as_str(), c.type_oid))
+        .collect()
+}
+
+fn relation_key(r: &Relation) -> Vec<String> {
+    r.columns
+        .iter()
+        .filter(|c| c.is_key())
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// When `r` is an older definition of `rt` (its columns are the first ones of the table's,
+/// with the same key), how many columns it has: the definition before an `ADD COLUMN`, seen
+/// again when transactions from before it are replayed.
+pub(super) fn older_prefix(rt: &RouteTable, r: &Relation) -> Option<usize> {
+    let now = table_columns(rt);
+    let then = relation_columns(r);
+    (then.len() < now.len() && now.starts_with(&then) && same_set(&relation_key(r), &rt.source.key))
+        .then_some(then.len())
+}
+
+/// When `r` is `rt` plus columns added at the end (same key), their names.
+pub(super) fn added_columns(rt: &RouteTable, r: &Relation) -> Option<Vec<String>> {
+    let now = table_columns(rt);
+    let then = relation_columns(r);
+    (then.len() > now.len() && then.starts_with(&now) && same_set(&relation_key(r), &rt.source.key))
+        .then(|| {
+            then[now.len()..]
+                .iter()
+                .map(|(n, _)| (*n).to_owned())
+                .collect()
+        })
+}
+
 pub(super) fn relation_difference(rt: &RouteTable, r: &Relation) -> Option<String> {
     let expected: Vec<(&str, u32)> = rt
         .source

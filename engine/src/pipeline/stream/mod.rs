@@ -24,6 +24,7 @@ mod router;
 mod spill;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use pgwarp_decoder::{Lsn, ReplicationMessage};
@@ -91,7 +92,8 @@ pub async fn run(
     let mut writers = Vec::with_capacity(cx.nodes.len());
     for node in &cx.nodes {
         let connector = Arc::new(NodeConnector::new(node.config.clone()));
-        let config = WriterConfig::new(settings.slot.clone(), node.label.clone());
+        let mut config = WriterConfig::new(settings.slot.clone(), node.label.clone());
+        config.io_timeout = Some(settings.node_timeout);
         writers.push(NodeWriter::connect(connector, config).await?);
     }
     let node_progress: Vec<Lsn> = writers.iter().map(NodeWriter::committed_lsn).collect();
@@ -142,6 +144,7 @@ pub async fn run(
         }));
     }
     let piece = (settings.limits.batch_bytes as usize / 4).clamp(64 * 1024, 1024 * 1024);
+    let schema_stop = Arc::new(AtomicBool::new(false));
     let router = Router::new(
         cx.routes.clone(),
         senders,
@@ -153,6 +156,7 @@ pub async fn run(
             idempotent_until: params.idempotent_until,
             piece_bytes: piece,
             publication: settings.publication.clone(),
+            schema_stop: schema_stop.clone(),
         },
         SpillStore::new(
             settings.spill_dir.clone(),
@@ -160,11 +164,13 @@ pub async fn run(
         ),
     );
     let router_token = stop.clone();
+    let router_schema_stop = schema_stop.clone();
     let router_thread = std::thread::Builder::new()
         .name("pgwarp-router".into())
         .spawn(move || {
             let r = router.run(input_rx);
-            if r.is_err() {
+            // at a schema change the nodes finish their queues instead (see the router)
+            if r.is_err() && !router_schema_stop.load(Ordering::Acquire) {
                 router_token.cancel();
             }
             r
@@ -180,7 +186,12 @@ pub async fn run(
         &cx.stats,
     )
     .await;
-    stop.cancel();
+    // stopped at a schema change: the nodes apply everything routed before it and end when
+    // their queues close, so the last status update confirms exactly up to the change
+    let draining = schema_stop.load(Ordering::Acquire);
+    if !draining {
+        stop.cancel();
+    }
     drop(input_tx);
 
     let mut first_err: Option<PipelineError> = None;

@@ -8,8 +8,13 @@
 //!   transaction's commit LSN gets nothing of it (exactly-once after a restart).
 //! * Streamed transactions (Stream Start .. Stream Commit) may still abort: their frames go to
 //!   the [`SpillStore`] and are decoded and routed only at Stream Commit, in commit order.
-//! * A Relation message is checked against the table as it was described at start; any
-//!   difference stops the sync before anything after it is applied.
+//! * A Relation message is checked against the table as it was described at start. An older
+//!   definition (the table before columns were added at its end, met again when transactions
+//!   from before an `ADD COLUMN` are replayed) is routed with that older column list. Any
+//!   other difference stops the sync at that point: the router tells every node that the
+//!   stream is complete up to the end of the last whole transaction and stops without
+//!   cancelling the nodes, which apply everything queued before it (`schema_stop`), so the
+//!   flush position reaches the change exactly and never passes it.
 //! * Between transactions, the router tells idle nodes how far the stream has got
 //!   ([`NodeItem::Watermark`]), so the flush position can advance past transactions that did
 //!   not touch them.
@@ -18,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,9 +34,11 @@ use pgwarp_sink::{Change, Row, Shard};
 use tokio::runtime::Handle;
 
 use super::super::error::PipelineError;
-use super::super::routes::RouteMap;
+use super::super::routes::{RouteMap, RouteTable};
 use super::super::stats::Stats;
-use super::changes::{change_xid, dist, relation_difference, route_update};
+use super::changes::{
+    added_columns, change_xid, dist, older_prefix, relation_difference, route_update,
+};
 use super::items::{Input, NodeItem, TxnEnd, TxnMark};
 use super::queue::{QueueReceiver, QueueSender};
 use super::spill::SpillStore;
@@ -54,6 +61,36 @@ pub struct RouterConfig {
     pub piece_bytes: usize,
     /// The publication (for messages).
     pub publication: String,
+    /// Set when the router stops at a schema change: the nodes must then finish their queues
+    /// rather than be cancelled.
+    pub schema_stop: Arc<AtomicBool>,
+}
+
+/// How a relation id maps to a table: the table as described at start, or an older
+/// definition of it derived for replayed transactions.
+#[derive(Debug, Clone)]
+enum RouteSlot {
+    Base(usize),
+    /// With what differs from the table as described (for the error, if it turns out to be
+    /// a newer definition after all).
+    Older(Arc<RouteTable>, String),
+}
+
+/// A table to route one change with.
+enum RouteRef {
+    Base(Arc<RouteMap>, usize),
+    Older(Arc<RouteTable>),
+}
+
+impl std::ops::Deref for RouteRef {
+    type Target = RouteTable;
+
+    fn deref(&self) -> &RouteTable {
+        match self {
+            RouteRef::Base(map, i) => &map.tables[*i],
+            RouteRef::Older(t) => t,
+        }
+    }
 }
 
 /// One transaction being routed.
@@ -86,7 +123,10 @@ pub struct Router {
     stats: Arc<Stats>,
     cfg: RouterConfig,
     decoder: Decoder,
-    relations: HashMap<u32, usize>,
+    relations: HashMap<u32, RouteSlot>,
+    /// End of the last complete transaction (or keepalive position between transactions):
+    /// every node may count the stream as done before it.
+    last_end: Lsn,
     txn: Option<OpenTxn>,
     stream_xid: Option<u32>,
     spill: SpillStore,
@@ -105,6 +145,7 @@ impl Router {
     ) -> Router {
         Router {
             decoder: Decoder::new(cfg.version),
+            last_end: Lsn::INVALID,
             routes,
             out,
             runtime,
@@ -138,6 +179,7 @@ impl Router {
                         .fetch_max(wal_end.0, Ordering::Relaxed);
                     if self.txn.is_none() && !self.decoder.in_stream() {
                         self.stats.received.fetch_max(wal_end.0, Ordering::Relaxed);
+                        self.last_end = self.last_end.max(wal_end);
                         self.watermark(wal_end)?;
                     }
                 }
@@ -276,6 +318,7 @@ impl Router {
             }),
         )?;
         self.stats.received.fetch_max(end_lsn.0, Ordering::Relaxed);
+        self.last_end = self.last_end.max(end_lsn);
         if self.last_watermark.elapsed() >= WATERMARK_INTERVAL {
             self.watermark(end_lsn)?;
         }
@@ -313,12 +356,14 @@ impl Router {
         Ok(())
     }
 
-    fn table(&self, relation_id: u32) -> Result<usize, PipelineError> {
-        self.relations.get(&relation_id).copied().ok_or_else(|| {
-            PipelineError::Internal(format!(
+    fn table(&self, relation_id: u32) -> Result<RouteRef, PipelineError> {
+        match self.relations.get(&relation_id) {
+            Some(RouteSlot::Base(i)) => Ok(RouteRef::Base(self.routes.clone(), *i)),
+            Some(RouteSlot::Older(t, _)) => Ok(RouteRef::Older(t.clone())),
+            None => Err(PipelineError::Internal(format!(
                 "change for relation {relation_id} before its Relation message"
-            ))
-        })
+            ))),
+        }
     }
 
     fn relation(&mut self, r: &Relation, at: Lsn) -> Result<(), PipelineError> {
@@ -329,22 +374,69 @@ impl Router {
             });
         };
         let rt = &self.routes.tables[t];
-        if let Some(detail) = relation_difference(rt, r) {
-            return Err(PipelineError::SchemaChanged {
-                table: rt.name.clone(),
-                lsn: at,
-                detail,
-            });
+        let Some(detail) = relation_difference(rt, r) else {
+            self.relations.insert(r.relation_id, RouteSlot::Base(t));
+            return Ok(());
+        };
+        // fewer columns: the table before columns were added, if the transaction committed
+        // before the table was described (checked when its changes are routed); a column
+        // dropped since looks the same, and then the transaction commits later
+        if self.routes.described_at.is_valid()
+            && let Some(older) = older_prefix(rt, r).and_then(|n| rt.narrowed(n))
+        {
+            tracing::debug!(table = %rt.name, columns = r.columns.len(), "an older definition of the table");
+            self.relations
+                .insert(r.relation_id, RouteSlot::Older(Arc::new(older), detail));
+            return Ok(());
         }
-        self.relations.insert(r.relation_id, t);
-        Ok(())
+        let lsn = match &self.txn {
+            Some(txn) => txn.mark.commit_lsn,
+            None if at.is_valid() => at,
+            None => self.last_end,
+        };
+        let error = PipelineError::SchemaChanged {
+            table: rt.name.clone(),
+            lsn,
+            detail,
+            added: added_columns(rt, r).unwrap_or_default(),
+        };
+        Err(self.stop_at_schema_change(error))
+    }
+
+    /// Lets every node count the stream done up to the end of the last whole transaction and
+    /// apply what is queued (the nodes are not cancelled), so the flush position reaches the
+    /// schema change and stops there; returns `error`.
+    fn stop_at_schema_change(&mut self, error: PipelineError) -> PipelineError {
+        if self.last_end.is_valid()
+            && let Err(e) = self.watermark(self.last_end)
+        {
+            return e;
+        }
+        self.cfg.schema_stop.store(true, Ordering::Release);
+        error
+    }
+
+    /// The table for a change of `relation_id` in `txn`: an older definition only for a
+    /// transaction committed before the tables were described.
+    fn table_for(&mut self, relation_id: u32, txn: &OpenTxn) -> Result<RouteRef, PipelineError> {
+        if let Some(RouteSlot::Older(older, detail)) = self.relations.get(&relation_id)
+            && txn.mark.commit_lsn >= self.routes.described_at
+        {
+            let error = PipelineError::SchemaChanged {
+                table: older.name.clone(),
+                lsn: txn.mark.commit_lsn,
+                detail: detail.clone(),
+                added: Vec::new(),
+            };
+            return Err(self.stop_at_schema_change(error));
+        }
+        self.table(relation_id)
     }
 
     fn route(&mut self, txn: &mut OpenTxn, message: Message) -> Result<(), PipelineError> {
-        let routes = self.routes.clone();
         match message {
             Message::Insert(i) => {
-                let rt = &routes.tables[self.table(i.relation_id)?];
+                let rt = &*self.table_for(i.relation_id, txn)?;
                 let cost = i.new.wire_bytes().len();
                 let placements = rt.route(dist(rt, &i.new))?;
                 let row = Row::Tuple(i.new);
@@ -357,7 +449,7 @@ impl Router {
                 }
             }
             Message::Delete(d) => {
-                let rt = &routes.tables[self.table(d.relation_id)?];
+                let rt = &*self.table_for(d.relation_id, txn)?;
                 let key = d.old.tuple();
                 let cost = key.wire_bytes().len();
                 let placements = rt.route(dist(rt, key))?;
@@ -371,13 +463,13 @@ impl Router {
                 }
             }
             Message::Update(u) => {
-                let rt = &routes.tables[self.table(u.relation_id)?];
+                let rt = &*self.table_for(u.relation_id, txn)?;
                 route_update(rt, txn, u.old, u.new)?;
             }
             Message::Truncate(t) => {
                 let mut per_node: Vec<Vec<Shard>> = vec![Vec::new(); self.out.len()];
                 for rel in &t.relation_ids {
-                    let rt = &routes.tables[self.table(*rel)?];
+                    let rt = &*self.table_for(*rel, txn)?;
                     for (node, shards) in rt.by_node.iter().enumerate() {
                         if let Some(list) = per_node.get_mut(node) {
                             list.extend(shards.iter().cloned());

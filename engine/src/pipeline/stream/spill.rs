@@ -48,6 +48,16 @@ pub struct SpillStore {
     txns: HashMap<u32, SpillTxn>,
 }
 
+/// Creates the spill directory (and its parents) readable by this user only: spill files
+/// hold row data. An existing directory keeps the mode the operator gave it.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {
     move |source| PipelineError::Spill {
         path: path.display().to_string(),
@@ -132,16 +142,16 @@ impl SpillStore {
             let (path, len) = match &txn.file {
                 Some((p, l)) => (p.clone(), *l),
                 None => {
-                    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+                    private_dir(&dir).map_err(io_err(&dir))?;
                     let p = dir.join(format!("xid-{xid}-{}.spill", std::process::id()));
                     (p, 0)
                 }
             };
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            let mut options = OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options.open(&path).map_err(io_err(&path))?;
             let mut w = BufWriter::new(file);
             w.write_all(&txn.memory).map_err(io_err(&path))?;
             w.flush().map_err(io_err(&path))?;
