@@ -17,7 +17,7 @@ mod runner;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 
 use runner::{Config, Contender};
@@ -59,6 +59,9 @@ struct Args {
     /// Record a system-wide `perf record -a -g` of each pgwarp snapshot and drain into DIR.
     #[arg(long, value_name = "DIR")]
     perf: Option<PathBuf>,
+    /// Only render DIR/results.json again (results.md and the plots), running nothing.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["quick", "only", "perf"])]
+    render: Option<PathBuf>,
 }
 
 impl Args {
@@ -108,7 +111,18 @@ impl Args {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<()> {
-    let cfg = Args::parse().config();
+    let args = Args::parse();
+    if let Some(dir) = &args.render {
+        let path = dir.join("results.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        let results: runner::results::Results = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a results file", path.display()))?;
+        runner::save(&results, dir)?;
+        println!("{}", runner::report::markdown(&results));
+        return Ok(());
+    }
+    let cfg = args.config();
     eprintln!(
         "pgwarp-bench: scale {}, mixed loads of {} statements, large transaction of {} rows, \
          lag levels of {} s; results in {}",

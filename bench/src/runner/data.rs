@@ -118,7 +118,7 @@ impl Shape {
 }
 
 /// Row counts of the generated data.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Sizes {
     /// `users` rows.
     pub users: i64,

@@ -3,10 +3,10 @@
 //! Absolute numbers depend on the machine and on whatever else runs on it; the load average,
 //! read at the start of every contender, says how noisy the run was.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The machine.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Machine {
     /// CPU model name.
     pub cpu: String,

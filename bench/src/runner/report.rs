@@ -143,11 +143,13 @@ fn summary(r: &Results) -> Vec<(String, String, String, &'static str)> {
         ));
     }
     for l in r.lag.iter().filter(|l| l.contender == pgwarp) {
-        let ok = l.status.counts();
+        // a level the source could not produce says nothing about that rate
+        let reached = l.achieved_rate >= 0.9 * l.target_rate;
+        let ok = l.status.counts() && reached;
         out.push((
             format!(
-                "lag at {} ({:.0} rows/s): pgwarp p95 / max",
-                l.level, l.target_rate
+                "lag at {} (target {:.0}, achieved {:.0} rows/s): pgwarp p95 / max",
+                l.level, l.target_rate, l.achieved_rate
             ),
             format!("{:.2} s / {:.2} s", l.stats.p95_s, l.stats.max_s),
             if l.level.contains("L-slot") {
@@ -155,10 +157,12 @@ fn summary(r: &Results) -> Vec<(String, String, String, &'static str)> {
             } else {
                 "—".into()
             },
-            if l.level.contains("L-slot") {
-                goal(ok.then_some(l.stats.max_s < 1.0))
-            } else {
+            if !l.level.contains("L-slot") {
                 ""
+            } else if !reached {
+                "not measured: the source fell short of the rate"
+            } else {
+                goal(ok.then_some(l.stats.max_s < 1.0))
             },
         ));
     }
@@ -195,8 +199,8 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         o,
         "**Lab**: every server is PostgreSQL 15 on 127.0.0.1 with the same settings: {}. \
-         `fsync = off` and `synchronous_commit = off` apply to every server alike; the load \
-         sessions use `synchronous_commit = on`. Citus target: {}.\n",
+         `fsync = off` and `synchronous_commit = off` apply to every server alike; each load's \
+         final marker and the paced loads commit with `synchronous_commit = on`. Citus target: {}.\n",
         r.settings, r.citus
     );
     let tables: Vec<String> = r.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();

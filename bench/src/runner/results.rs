@@ -1,14 +1,14 @@
 //! What a run measured, as plain data: written as `results.json` and rendered by
 //! [`super::report`] and [`super::svg`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::data::Sizes;
 use super::lag::LagStats;
 use super::machine::Machine;
 
 /// How a measurement ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Status {
     /// Measured, and the result matched the source row for row.
     Verified,
@@ -48,7 +48,7 @@ impl Status {
 }
 
 /// Whether a row is a limit or a contender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     /// A limit (L-copy, L-slot, source read).
     Limit,
@@ -59,7 +59,7 @@ pub enum Kind {
 }
 
 /// One snapshot measurement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotRow {
     /// Who.
     pub contender: String,
@@ -78,13 +78,14 @@ pub struct SnapshotRow {
     /// Peak RSS of the tool, KiB.
     pub peak_rss_kib: Option<u64>,
     /// Parallel streams it read or wrote with (compared with L-copy of as many streams).
+    #[serde(default)]
     pub streams: Option<usize>,
     /// Verification.
     pub status: Status,
 }
 
 /// One backlog drain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CdcRow {
     /// Who.
     pub contender: String,
@@ -103,19 +104,21 @@ pub struct CdcRow {
     /// Peak RSS of the consumer, KiB.
     pub peak_rss_kib: Option<u64>,
     /// pgwarp: transactions committed on the nodes (progress-row upserts) for this load.
+    #[serde(default)]
     pub node_txns: Option<i64>,
     /// Verification (of the contender's final state).
     pub status: Status,
 }
 
 /// One load as the source ran it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadRow {
     /// Which load.
     pub load: String,
     /// Row changes.
     pub rows: i64,
     /// Source transactions (the marker's included).
+    #[serde(default)]
     pub transactions: i64,
     /// Seconds the source took.
     pub seconds: f64,
@@ -124,7 +127,7 @@ pub struct LoadRow {
 }
 
 /// Lag at one steady-load level.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LagRow {
     /// Who.
     pub contender: String,
@@ -143,7 +146,7 @@ pub struct LagRow {
 }
 
 /// Everything one run measured.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Results {
     /// The command line.
     pub command: String,
