@@ -299,14 +299,18 @@ pub fn assert_rows_equal(
     if source == target {
         return;
     }
+    // sets, not `contains` on slices: a quadratic diff of tens of thousands of rows takes
+    // minutes in a debug build
+    let source_set: std::collections::HashSet<_> = source.iter().collect();
+    let target_set: std::collections::HashSet<_> = target.iter().collect();
     let missing: Vec<_> = source
         .iter()
-        .filter(|r| !target.contains(r))
+        .filter(|r| !target_set.contains(r))
         .take(5)
         .collect();
     let extra: Vec<_> = target
         .iter()
-        .filter(|r| !source.contains(r))
+        .filter(|r| !source_set.contains(r))
         .take(5)
         .collect();
     panic!(
