@@ -27,15 +27,23 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The `# HELP` and `# TYPE` lines of metric `pgwarp_{name}`.
+fn head(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(
+        o,
+        "# HELP pgwarp_{name} {help}\n# TYPE pgwarp_{name} {kind}"
+    );
+}
+
+/// A metric without labels: its header and its one sample.
+fn single(o: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    head(o, name, kind, help);
+    let _ = writeln!(o, "pgwarp_{name} {value}");
+}
+
 /// The metrics in the Prometheus text exposition format.
 pub fn render(stats: &Stats) -> String {
     let mut o = String::with_capacity(4096);
-    let head = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(
-            o,
-            "# HELP pgwarp_{name} {help}\n# TYPE pgwarp_{name} {kind}"
-        );
-    };
     head(
         &mut o,
         "phase",
@@ -179,38 +187,26 @@ pub fn render(stats: &Stats) -> String {
             t.bytes_copied.load(Ordering::Relaxed)
         );
     }
-    head(
+    single(
         &mut o,
         "flush_lsn_bytes",
         "gauge",
         "flush position confirmed to the source, as a byte position",
+        stats.durable.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "pgwarp_flush_lsn_bytes {}",
-        stats.durable.load(Ordering::Relaxed)
-    );
-    head(
+    single(
         &mut o,
         "source_wal_end_bytes",
         "gauge",
         "the source's WAL end as last reported",
+        stats.source_wal_end.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "pgwarp_source_wal_end_bytes {}",
-        stats.source_wal_end.load(Ordering::Relaxed)
-    );
-    head(
+    single(
         &mut o,
         "spilled_bytes_total",
         "counter",
         "bytes of streamed transactions spilled to disk",
-    );
-    let _ = writeln!(
-        o,
-        "pgwarp_spilled_bytes_total {}",
-        stats.spilled_bytes.load(Ordering::Relaxed)
+        stats.spilled_bytes.load(Ordering::Relaxed),
     );
     head(
         &mut o,
