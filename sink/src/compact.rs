@@ -32,7 +32,7 @@
 //! apply worker does), so foreign keys and triggers, already enforced and fired on the source,
 //! do not depend on the order across tables. A `TRUNCATE` ends the segment (a barrier).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::change::Change;
 use crate::error::SinkError;
@@ -66,7 +66,9 @@ struct Entity {
     origin: Option<Loc>,
     current: Option<Loc>,
     image: Option<Image>,
-    died_at: Option<Loc>,
+    /// Every place the row held during the batch and left (by a key change, a move or a
+    /// delete), in order; the origin is not repeated here.
+    left: Vec<Loc>,
 }
 
 /// Folds changes of unique-key tables into net operations.
@@ -81,7 +83,15 @@ impl Compactor {
     fn take(&mut self, shard: &Shard, key: &KeyVals) -> usize {
         fill(&mut self.scratch, shard, key);
         match self.index.remove(self.scratch.as_slice()) {
-            Some(i) => i,
+            Some(i) => {
+                if let Some(e) = self.entities.get_mut(i)
+                    && let Some(at) = e.current.take()
+                    && e.origin.as_ref().is_none_or(|o| !same_place(o, &at))
+                {
+                    e.left.push(at);
+                }
+                i
+            }
             None => {
                 self.entities.push(Entity {
                     origin: Some(Loc {
@@ -90,7 +100,7 @@ impl Compactor {
                     }),
                     current: None,
                     image: None,
-                    died_at: None,
+                    left: Vec::new(),
                 });
                 self.entities.len() - 1
             }
@@ -139,7 +149,7 @@ impl Compactor {
                     origin: None,
                     current: None,
                     image: Some(Image::Row(row.clone())),
-                    died_at: None,
+                    left: Vec::new(),
                 });
                 let i = self.entities.len() - 1;
                 self.place(
@@ -191,13 +201,7 @@ impl Compactor {
                 let table = shard.table();
                 check_width(key, table)?;
                 let key = key_of(key, table)?;
-                let i = self.take(shard, &key);
-                if let Some(e) = self.entities.get_mut(i) {
-                    e.died_at = Some(e.current.take().unwrap_or(Loc {
-                        shard: shard.clone(),
-                        key,
-                    }));
-                }
+                self.take(shard, &key);
                 Ok(())
             }
             // Bulk rows are split into inserts by the planner; truncates end segments.
@@ -206,22 +210,38 @@ impl Compactor {
     }
 
     /// The net operations, in the order the rows first appeared.
+    ///
+    /// In idempotent mode the target may hold any key in a *later* state than the batch's
+    /// start (see the resume argument in the engine's snapshot module), so the net effect must
+    /// match applying the changes one by one from any such state: every place a row left
+    /// during the batch is also deleted if present (unless another row holds it at the end),
+    /// and a move also updates its destination in place, in case the target already holds
+    /// the row there and no longer at its origin.
     pub(crate) fn finish(self, idempotent: bool) -> Vec<NetOp> {
         let mut ops = Vec::with_capacity(self.entities.len());
+        let mut scratch = Vec::new();
+        let mut left_deleted: HashSet<Box<[u8]>> = HashSet::new();
         for e in self.entities {
+            if idempotent {
+                for at in e.left {
+                    fill(&mut scratch, &at.shard, &at.key);
+                    if !self.index.contains_key(scratch.as_slice())
+                        && left_deleted.insert(scratch.as_slice().into())
+                    {
+                        ops.push(NetOp::Delete {
+                            shard: at.shard,
+                            key: at.key,
+                        });
+                    }
+                }
+            }
             match (e.origin, e.current, e.image) {
                 (None, Some(c), Some(image)) => ops.push(NetOp::Insert {
                     shard: c.shard,
                     image,
                 }),
-                (None, None, _) => {
-                    if idempotent && let Some(d) = e.died_at {
-                        ops.push(NetOp::Delete {
-                            shard: d.shard,
-                            key: d.key,
-                        });
-                    }
-                }
+                // inserted and deleted again: in idempotent mode its places were deleted above
+                (None, None, _) => {}
                 (Some(o), None, _) => ops.push(NetOp::Delete {
                     shard: o.shard,
                     key: o.key,
@@ -233,6 +253,12 @@ impl Compactor {
                             image,
                         });
                     } else if image.has_unchanged() {
+                        if idempotent {
+                            ops.push(NetOp::Update {
+                                shard: c.shard.clone(),
+                                image: image.clone(),
+                            });
+                        }
                         ops.push(NetOp::Move {
                             from: o,
                             to: c.shard,
@@ -262,6 +288,11 @@ fn fill(scratch: &mut Vec<u8>, shard: &Shard, key: &KeyVals) {
     scratch.clear();
     scratch.extend_from_slice(&shard.id().to_le_bytes());
     key_bytes(scratch, key);
+}
+
+/// Whether two places are the same shard and key.
+fn same_place(a: &Loc, b: &Loc) -> bool {
+    a.shard.id() == b.shard.id() && a.key == b.key
 }
 
 /// The key after an update: the new image's key columns, with unchanged ones from the old key.
@@ -456,6 +487,50 @@ mod tests {
             ),
             ["D1", "I(2,a,A)", "D2", "I(1,b,B)"]
         );
+    }
+
+    /// Replaying over a target that may hold keys in a later state: every place a row left is
+    /// deleted if present (the resume bug of session 1: a row moved to a new key and then deleted
+    /// survived on the target, copied there by the resumed snapshot in its moved state).
+    #[test]
+    fn idempotent_batches_delete_every_place_a_row_left() {
+        let s = shard("t_1");
+        let moved_then_deleted = [
+            upd(&s, Some(key("1")), row("2", "x", Some("B"))),
+            del(&s, "2"),
+        ];
+        assert_eq!(run(&moved_then_deleted, false), ["D1"]);
+        assert_eq!(run(&moved_then_deleted, true), ["D2", "D1"]);
+        let inserted_then_moved = [
+            ins(&s, row("1", "a", Some("A"))),
+            upd(&s, Some(key("1")), row("2", "a", Some("A"))),
+        ];
+        assert_eq!(run(&inserted_then_moved, false), ["I(2,a,A)"]);
+        assert_eq!(run(&inserted_then_moved, true), ["D1", "I(2,a,A)"]);
+        let chain = [
+            upd(&s, Some(key("1")), row("2", "x", Some("B"))),
+            upd(&s, Some(key("2")), row("3", "y", Some("B"))),
+        ];
+        assert_eq!(run(&chain, false), ["D1", "I(3,y,B)"]);
+        assert_eq!(run(&chain, true), ["D2", "D1", "I(3,y,B)"]);
+        // a place another row holds at the end is not deleted
+        let swap = [
+            upd(&s, Some(key("1")), row("9", "a", Some("A"))),
+            upd(&s, Some(key("2")), row("1", "b", Some("B"))),
+            upd(&s, Some(key("9")), row("2", "a", Some("A"))),
+        ];
+        assert_eq!(run(&swap, true), ["D9", "D1", "I(2,a,A)", "D2", "I(1,b,B)"]);
+        // back to where it started: an update in place, the detour deleted
+        let round_trip = [
+            upd(&s, Some(key("1")), row("2", "x", None)),
+            upd(&s, Some(key("2")), row("1", "y", None)),
+        ];
+        assert_eq!(run(&round_trip, true), ["D2", "U(1,y,~)"]);
+        // a move keeping unchanged columns also updates the destination in place, for a target
+        // that already holds the row there
+        let mv = [upd(&s, Some(key("1")), row("2", "x", None))];
+        assert_eq!(run(&mv, false), ["M1(2,x,~)"]);
+        assert_eq!(run(&mv, true), ["U(2,x,~)", "M1(2,x,~)"]);
     }
 
     #[test]

@@ -240,6 +240,71 @@ async fn idempotent_replay_converges() {
     source.finish();
 }
 
+/// An idempotent replay over a target that holds some rows in a *later* state than the batch's
+/// start (what a resumed snapshot leaves: it copies rows as they are when it runs) removes every
+/// place a row left during the batch. In session 1 a row moved to a new key and then deleted
+/// survived: the batch's net effect deleted only its original key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_replay_over_a_later_state_removes_the_places_rows_left() {
+    let source = Source::new("sink_later_src", DDL, true);
+    let target = target("sink_later_dst", DDL);
+    let mut mapper = Mapper::default();
+    let mut w = writer(&target, &source.slot).await;
+    source.exec(&format!(
+        "INSERT INTO items SELECT g, 'n' || g, g, {} FROM generate_series(1, 10) g",
+        big("i")
+    ));
+    let base = source.changes().await;
+    w.apply(&mapper.batch(&base)).await.unwrap();
+    let workload = [
+        // moved (complete image), then deleted at its new key
+        format!("UPDATE items SET id = 203, big = {} WHERE id = 3", big("m")),
+        "DELETE FROM items WHERE id = 203".to_owned(),
+        // inserted, then moved
+        "INSERT INTO items VALUES (300, 'a', 1, NULL)".to_owned(),
+        "UPDATE items SET id = 301 WHERE id = 300".to_owned(),
+        // moved twice
+        format!("UPDATE items SET id = 500, big = {} WHERE id = 5", big("f")),
+        "UPDATE items SET id = 501 WHERE id = 500".to_owned(),
+        // moved keeping its unchanged TOAST value, then updated
+        "UPDATE items SET id = 404 WHERE id = 4".to_owned(),
+        "UPDATE items SET qty = 44 WHERE id = 404".to_owned(),
+    ];
+    for sql in &workload {
+        source.exec(sql);
+    }
+    let txns = source.changes().await;
+    assert_eq!(txns.len(), workload.len());
+    // The target reaches the intermediate states first: 203, 300, 500 and 404 exist, their
+    // origins are gone.
+    let later = [&txns[0], &txns[2], &txns[4], &txns[6]];
+    let mut changes = Vec::new();
+    for t in later {
+        changes.extend(mapper.changes(std::slice::from_ref(t)));
+    }
+    w.apply(&NodeBatch::complete(changes, txns[6].commit_lsn))
+        .await
+        .unwrap();
+    let ids = |db: &pgwarp_tests::TestDb| -> Vec<Option<String>> {
+        rows(db, "SELECT id FROM items WHERE id > 10 ORDER BY id")
+            .into_iter()
+            .map(|mut r| r.remove(0))
+            .collect()
+    };
+    let some =
+        |v: &[&str]| -> Vec<Option<String>> { v.iter().map(|s| Some((*s).to_owned())).collect() };
+    assert_eq!(ids(&target), some(&["203", "300", "404", "500"]));
+    // Then the whole sequence is replayed idempotently from its start, as one batch.
+    let all = mapper.changes(&txns);
+    let open = txns.last().unwrap().commit_lsn;
+    w.apply(&NodeBatch::partial(all, base[0].commit_lsn, open))
+        .await
+        .unwrap();
+    assert_eq!(ids(&target), some(&["301", "404", "501"]));
+    same(&source, &target, "items");
+    source.finish();
+}
+
 /// Two lanes have their own progress rows; the node's LSN is their minimum.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lanes_record_progress_separately() {

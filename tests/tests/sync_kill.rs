@@ -132,7 +132,6 @@ async fn start_blocked_snapshot(
     (p, lock)
 }
 
-#[ignore = "known bug, flaky: after an interruption and resume, a row deleted on the source can survive on the target (seen once each for SIGINT and kill -9: one extra orders row); see the closing note of session 1"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_snapshot_and_during_streaming_then_resume() {
     let env = Env::new(
@@ -170,7 +169,6 @@ async fn kill_9_during_snapshot_and_during_streaming_then_resume() {
     assert_all_synced(&env);
 }
 
-#[ignore = "known bug, flaky: after an interruption and resume, a row deleted on the source can survive on the target (seen once each for SIGINT and kill -9: one extra orders row); see the closing note of session 1"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_during_snapshot_and_during_streaming_then_resume() {
     let env = Env::new(

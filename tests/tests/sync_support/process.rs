@@ -50,7 +50,10 @@ impl PgwarpProcess {
                 "--test-threads=1",
             ])
             .env(ARGS_ENV, args.join(&SEPARATOR.to_string()))
-            .env("PGWARP_LOG", "info")
+            .env(
+                "PGWARP_LOG",
+                std::env::var("PGWARP_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

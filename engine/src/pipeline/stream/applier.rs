@@ -103,6 +103,9 @@ impl NodeTask {
         let mut done_before = self.start;
         let mut recorded = self.writer.committed_lsn();
         let mut last_write = Instant::now();
+        // the previous batch ended inside a transaction: its rest is a replay over a partly
+        // applied state after a crash, so it is applied idempotently too
+        let mut continues_partial = false;
         loop {
             let Some(first) = self.next().await else {
                 return Ok(());
@@ -148,13 +151,15 @@ impl NodeTask {
                 } else {
                     recorded
                 };
+                continues_partial = true;
                 NodeBatch::partial(std::mem::take(&mut batch.changes), last, open)
             } else {
                 let mut b = NodeBatch::complete(
                     std::mem::take(&mut batch.changes),
                     recorded_for(batch.closing),
                 );
-                b.idempotent = batch.idempotent;
+                b.idempotent = batch.idempotent || continues_partial;
+                continues_partial = false;
                 b
             };
             let counted = self.count(&node_batch.changes);
