@@ -205,3 +205,35 @@ fn changes_from_before_an_added_column_replay_with_the_older_definition() {
         sc.assert_synced(table);
     }
 }
+
+#[test]
+fn column_dropped_while_stopped_is_reported_as_dropped() {
+    // pgwarp is stopped while rows are written under the old definition, then a column is
+    // dropped on both sides: on restart the replayed changes still carry the column, which the
+    // table no longer has; pgwarp stops and says the column was dropped (not added), and the
+    // slot stays where it was
+    let sc = load_scenario(2000);
+    let config = sc.config_file(&load::TABLES, "");
+    let config = config.to_str().unwrap();
+    Pgwarp::new(&["sync", "-c", config, "--until-caught-up"])
+        .run()
+        .expect_success();
+    let before = sc
+        .confirmed_flush()
+        .expect("the slot has a confirmed position");
+    sc.src(BEFORE);
+    sc.src("ALTER TABLE users DROP COLUMN score");
+    alter_on_target(&sc, "users", "DROP COLUMN score");
+    let run = Pgwarp::new(&["sync", "-c", config, "--until-caught-up"]).run();
+    let stderr = run.expect_failure();
+    assert_says(
+        stderr,
+        &sc,
+        &[
+            "column \"score\" was dropped",
+            "start the sync of this table over",
+        ],
+    );
+    assert!(!stderr.contains("was added"), "{stderr}");
+    assert_eq!(sc.confirmed_flush(), Some(before));
+}

@@ -53,17 +53,14 @@ pub enum PipelineError {
     },
     /// A table's columns on the source changed while syncing. Everything committed before
     /// the change was applied on every node and confirmed; nothing after it.
-    #[error(
-        "table \"{table}\" changed on the source at {lsn}: {detail}; apply the same change to the \
-         target, then start pgwarp again with the new table definition"
-    )]
+    #[error("table \"{table}\" changed on the source at {lsn}: {detail}")]
     SchemaChanged {
         /// `schema.name`.
         table: String,
         /// Where in the WAL the new definition appeared (the commit LSN of the first
         /// transaction written under it).
         lsn: Lsn,
-        /// What differs.
+        /// What differs, and what to do about it.
         detail: String,
         /// The columns added at the end of the table when that is the whole change (pgwarp can
         /// follow it if the target has them); empty otherwise.

@@ -66,6 +66,10 @@ use stats::{LivePhase, Stats};
 /// The cancellation token `run` takes (re-exported for callers and tests).
 pub use tokio_util::sync::CancellationToken;
 
+/// What to do about a schema change pgwarp can follow once the target has it.
+const APPLY_ON_TARGET: &str =
+    "apply the same change to the target, then start pgwarp again with the new table definition";
+
 /// Options of one `sync` run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyncOptions {
@@ -213,7 +217,7 @@ async fn follow_added_columns(
             lsn,
             detail: format!(
                 "column {} was added, and the target has no such column (pgwarp follows a \
-                 column added on the source once the target has it)",
+                 column added on the source once the target has it); {APPLY_ON_TARGET}",
                 list.join(", ")
             ),
             added: Vec::new(),

@@ -189,7 +189,11 @@ pub(super) fn added_columns(rt: &RouteTable, r: &Relation) -> Option<Vec<String>
         })
 }
 
-pub(super) fn relation_difference(rt: &RouteTable, r: &Relation) -> Option<String> {
+/// How `r` differs from the table as described when pgwarp started, in words; `None` when it
+/// does not. `older` says that `r` describes the table as it was *before* it was described (a
+/// transaction committed earlier, replayed after a restart): then a column only `r` has was
+/// dropped since, not added.
+pub(super) fn relation_difference(rt: &RouteTable, r: &Relation, older: bool) -> Option<String> {
     let expected: Vec<(&str, u32)> = rt
         .source
         .columns()
@@ -204,6 +208,11 @@ pub(super) fn relation_difference(rt: &RouteTable, r: &Relation) -> Option<Strin
         let mut parts = Vec::new();
         for (name, oid) in &got {
             match expected.iter().find(|(n, _)| n == name) {
+                None if older => parts.push(format!(
+                    "column \"{name}\" was dropped on the source after this change was made and \
+                     before pgwarp started; changes made under the old definition cannot be \
+                     replayed: start the sync of this table over (pgwarp cleanup, then pgwarp sync)"
+                )),
                 None => parts.push(format!("column \"{name}\" was added")),
                 Some((_, o)) if o != oid => {
                     parts.push(format!("column \"{name}\" changed type (oid {o} to {oid})"))

@@ -374,7 +374,14 @@ impl Router {
             });
         };
         let rt = &self.routes.tables[t];
-        let Some(detail) = relation_difference(rt, r) else {
+        let lsn = match &self.txn {
+            Some(txn) => txn.mark.commit_lsn,
+            None if at.is_valid() => at,
+            None => self.last_end,
+        };
+        let before_described =
+            self.routes.described_at.is_valid() && lsn < self.routes.described_at;
+        let Some(detail) = relation_difference(rt, r, before_described) else {
             self.relations.insert(r.relation_id, RouteSlot::Base(t));
             return Ok(());
         };
@@ -389,16 +396,20 @@ impl Router {
                 .insert(r.relation_id, RouteSlot::Older(Arc::new(older), detail));
             return Ok(());
         }
-        let lsn = match &self.txn {
-            Some(txn) => txn.mark.commit_lsn,
-            None if at.is_valid() => at,
-            None => self.last_end,
-        };
         let error = PipelineError::SchemaChanged {
             table: rt.name.clone(),
             lsn,
-            detail,
-            added: added_columns(rt, r).unwrap_or_default(),
+            detail: if before_described {
+                detail
+            } else {
+                format!("{detail}; {}", super::super::APPLY_ON_TARGET)
+            },
+            // columns of an older definition were dropped since: nothing to follow
+            added: if before_described {
+                Vec::new()
+            } else {
+                added_columns(rt, r).unwrap_or_default()
+            },
         };
         Err(self.stop_at_schema_change(error))
     }
