@@ -109,7 +109,7 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(progress::LogWriter::stderr);
     let installed = if cli.log_format.as_deref() == Some("json") {
         builder.json().try_init()
     } else {

@@ -4,11 +4,12 @@
 //! read against the table's size, rows, rate, ETA), then one live line while streaming (lag in
 //! bytes and seconds, rows per second). Without a terminal the same numbers go to the log every
 //! ten seconds, so a sync under systemd or in CI leaves a readable trail. Both read the
-//! pipeline's counters and never slow it down.
+//! pipeline's counters and never slow it down. Log lines go through [`LogWriter`], which lifts
+//! the bars off the terminal for the moment a line is written, so the two never tear each other.
 
-use std::io::IsTerminal;
-use std::sync::Arc;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,6 +17,40 @@ use tokio::task::JoinHandle;
 
 use crate::config::ProgressMode;
 use crate::pipeline::stats::{LivePhase, Stats};
+
+/// Where the bars are drawn: one canvas for the process, shared with [`LogWriter`].
+fn canvas() -> &'static MultiProgress {
+    static CANVAS: OnceLock<MultiProgress> = OnceLock::new();
+    CANVAS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)))
+}
+
+/// The log's writer: writes each log line to `inner` (stderr for the binary) while the progress
+/// bars, if any are drawn, are cleared, and draws them again below it.
+#[derive(Debug, Default)]
+pub struct LogWriter<W = std::io::Stderr> {
+    inner: W,
+}
+
+impl LogWriter {
+    /// A writer to stderr.
+    pub fn stderr() -> LogWriter {
+        LogWriter {
+            inner: std::io::stderr(),
+        }
+    }
+}
+
+impl<W: Write> Write for LogWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let inner = &mut self.inner;
+        canvas().suspend(|| inner.write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// The running display; stop it with [`Display::finish`].
 pub struct Display {
@@ -78,7 +113,7 @@ pub fn stream_line(stats: &Stats, rows_per_sec: f64) -> String {
 }
 
 async fn draw(stats: Arc<Stats>) {
-    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    let multi = canvas();
     let style = ProgressStyle::with_template(
         "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {msg} ({bytes_per_sec}, eta {eta})",
     )
@@ -162,5 +197,19 @@ async fn log(stats: Arc<Stats>) {
             LivePhase::Streaming => tracing::info!("{}", stream_line(&stats, rate)),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_pass_through_whole() {
+        let mut w = LogWriter { inner: Vec::new() };
+        w.write_all(b"2026-11-21 INFO line one\n").unwrap();
+        w.write_all(b"line two\n").unwrap();
+        w.flush().unwrap();
+        assert_eq!(w.inner, b"2026-11-21 INFO line one\nline two\n");
     }
 }
