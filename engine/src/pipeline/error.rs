@@ -99,6 +99,19 @@ pub enum PipelineError {
     /// The source ended the replication stream (it shuts down, or closed the walsender).
     #[error("the replication stream from {0} ended (is the source shutting down?)")]
     StreamEnded(String),
+    /// A shard of a synced table moved or was split since the sync started.
+    #[error(
+        "the shard placements changed during the sync: {detail}. A shard move, split or \
+         rebalance ran while pgwarp was syncing; rows written to a moved shard's old placement \
+         may be lost and the per-node progress no longer matches the shards, so this sync \
+         cannot continue. Keep the rebalancer and shard moves off until the cutover \
+         (SELECT citus_rebalance_stop()), then start over: pgwarp cleanup, empty the target \
+         tables, pgwarp sync"
+    )]
+    PlacementChanged {
+        /// Which shards changed, and how.
+        detail: String,
+    },
     /// The work stopped because the sync is stopping (not an error of its own).
     #[error("stopped")]
     Stopped,
@@ -129,6 +142,7 @@ impl PipelineError {
             PipelineError::Spill { .. } => "spill",
             PipelineError::Internal(_) => "internal",
             PipelineError::StreamEnded(_) => "stream_ended",
+            PipelineError::PlacementChanged { .. } => "placement_changed",
             PipelineError::Stopped => "stopped",
         }
     }

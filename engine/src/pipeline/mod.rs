@@ -38,6 +38,7 @@ pub mod chunks;
 mod error;
 pub mod nodes;
 mod phases;
+pub mod placement;
 mod resume;
 pub mod routes;
 pub mod snapshot;
@@ -228,6 +229,26 @@ async fn follow_added_columns(
 
 /// Runs the sync: setup or resume, snapshot, stream.
 pub async fn run(
+    prepared: &Prepared,
+    options: SyncOptions,
+    cancel: &CancellationToken,
+) -> Result<SyncOutcome, PipelineError> {
+    // shard moves and splits stop the run (see the placement module)
+    let guarded = cancel.child_token();
+    let guard = placement::Guard::spawn(prepared, guarded.clone());
+    let result = run_until_done(prepared, options, &guarded).await;
+    let failed = matches!(&result, Err(e) if !matches!(e, PipelineError::Stopped));
+    match guard {
+        Some(g) => match g.finish(failed).await {
+            Some(moved) => Err(moved),
+            None => result,
+        },
+        None => result,
+    }
+}
+
+/// [`run`] without the placement guard.
+async fn run_until_done(
     prepared: &Prepared,
     options: SyncOptions,
     cancel: &CancellationToken,

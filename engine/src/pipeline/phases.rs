@@ -11,6 +11,7 @@ use crate::error::Classify;
 use crate::source::admin::{self, PublicationScope, QualifiedName};
 use crate::source::{ReplicationClient, SourceError};
 
+use super::placement::{self, Placements};
 use super::resume::{count_chunks, forget_snapshot_writers, resume_snapshot};
 use super::state::{self, Phase};
 use super::stats::LivePhase;
@@ -54,6 +55,9 @@ pub(super) async fn run_phases(
         }
     }
     let phase = existing.as_ref().map(|s| s.phase);
+    if matches!(phase, Some(Phase::Snapshot | Phase::Streaming)) {
+        placement::verify_on_resume(&mut target, slot, &Placements::of_prepared(prepared)).await?;
+    }
     let snapshot_cx = || {
         Arc::new(snapshot::SnapshotContext {
             settings: settings.clone(),
@@ -74,6 +78,7 @@ pub(super) async fn run_phases(
         None | Some(Phase::Setup) => {
             prepared.stats.set_phase(LivePhase::Setup);
             state::begin_setup(&mut target, slot, &settings.publication, &table_list).await?;
+            placement::record(&mut target, slot, &Placements::of_prepared(prepared)).await?;
             let scope = PublicationScope::Tables(
                 prepared
                     .routes

@@ -7,6 +7,8 @@
 //! * `pgwarp.snapshot_chunks (slot, table_name, chunk)`: the chunk plan and each chunk's
 //!   completion: `done_xmin`, the xmin of the snapshot at which the chunk's rows are all on the
 //!   target (NULL while not done), with rows and bytes copied.
+//! * `pgwarp.placements (slot, table_name, shard_id)`: the shard placements the sync started
+//!   with (see [`super::placement`]).
 //!
 //! Rows per node of `pgwarp.progress` are the sink's; this module never touches them. DDL runs
 //! with Citus DDL propagation off: these are local tables of the coordinator.
@@ -47,6 +49,13 @@ const CREATE: &str = "BEGIN; \
         bytes int8 NOT NULL DEFAULT 0, \
         done_at timestamptz, \
         PRIMARY KEY (slot, table_name, chunk)); \
+    CREATE TABLE IF NOT EXISTS pgwarp.placements ( \
+        slot text NOT NULL, \
+        table_name text NOT NULL, \
+        shard_id int8 NOT NULL, \
+        shard_range text NOT NULL, \
+        nodes text NOT NULL, \
+        PRIMARY KEY (slot, table_name, shard_id)); \
     COMMIT";
 
 /// Where a sync stands.
@@ -135,7 +144,8 @@ fn lsn(text: Option<String>) -> Result<Option<Lsn>, PipelineError> {
     .transpose()
 }
 
-fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PipelineError + '_ {
+/// Wraps a driver error on the state tables with what was being done.
+pub(super) fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PipelineError + '_ {
     move |source| PipelineError::Query {
         what: format!("could not {what} (pgwarp state on the target)"),
         source,
