@@ -37,6 +37,10 @@
 //!    last insert or delete before it was replayed, or there was none since C and the key has
 //!    been present throughout, so also in whatever state (1) left). Unchanged TOAST values are
 //!    kept from the target, which holds the value last set before or during the replay.
+//!    The node batches net each row's changes into one operation; in idempotent mode that net
+//!    effect deletes every key the row *left* during the batch too (a key it moved away from,
+//!    or died at), since (1) lets the target hold the row at any point of its history, also
+//!    at an intermediate key (`pgwarp_sink`'s compactor; `sink_apply` tests it).
 //! 3. **Why the copy establishes (1)**: the chunk plan is stored, so page ranges mean the same
 //!    thing in S2. A chunk not yet done is copied whole from S2 (upserted over whatever part of
 //!    it reached the target). A chunk done at a snapshot Sd (its `done_xmin` is Sd's xmin) holds
