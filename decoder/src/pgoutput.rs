@@ -149,15 +149,10 @@ pub(crate) fn decode_in(
             let at = r.pos();
             let (old, new) = match r.u8("tuple type")? {
                 b'N' => (None, TupleData::parse(r, buf, base)?),
-                b'K' => (
-                    Some(OldTuple::Key(TupleData::parse(r, buf, base)?)),
+                marker => (
+                    Some(old_tuple(r, buf, base, at, marker)?),
                     new_tuple(r, buf, base)?,
                 ),
-                b'O' => (
-                    Some(OldTuple::Full(TupleData::parse(r, buf, base)?)),
-                    new_tuple(r, buf, base)?,
-                ),
-                value => return Err(invalid_byte(r, at, "tuple type", value)),
             };
             Message::Update(Update {
                 xid,
@@ -170,11 +165,8 @@ pub(crate) fn decode_in(
             let xid = xid(r)?;
             let relation_id = r.u32("relation id")?;
             let at = r.pos();
-            let old = match r.u8("tuple type")? {
-                b'K' => OldTuple::Key(TupleData::parse(r, buf, base)?),
-                b'O' => OldTuple::Full(TupleData::parse(r, buf, base)?),
-                value => return Err(invalid_byte(r, at, "tuple type", value)),
-            };
+            let marker = r.u8("tuple type")?;
+            let old = old_tuple(r, buf, base, at, marker)?;
             Message::Delete(Delete {
                 xid,
                 relation_id,
@@ -290,6 +282,22 @@ pub(crate) fn decode_in(
 #[cold]
 fn invalid_byte(r: &Reader<'_>, at: usize, field: &'static str, value: u8) -> DecodeError {
     r.error_at(at, DecodeErrorKind::InvalidByte { field, value })
+}
+
+/// Reads the old tuple after its marker (`K`: key columns, `O`: whole row), read at `at`.
+#[inline]
+fn old_tuple(
+    r: &mut Reader<'_>,
+    buf: &Bytes,
+    base: usize,
+    at: usize,
+    marker: u8,
+) -> Result<OldTuple, DecodeError> {
+    match marker {
+        b'K' => Ok(OldTuple::Key(TupleData::parse(r, buf, base)?)),
+        b'O' => Ok(OldTuple::Full(TupleData::parse(r, buf, base)?)),
+        value => Err(invalid_byte(r, at, "tuple type", value)),
+    }
 }
 
 /// Reads an `N` marker and the new tuple after it.

@@ -57,6 +57,22 @@ impl TestDb {
         self.endpoint.execute(&self.name, sql)
     }
 
+    /// Runs `sql` with `schema` first on the search path, so unqualified names resolve there.
+    pub fn execute_in(&self, schema: &str, sql: &str) -> Result<()> {
+        self.execute(&format!(
+            "SET search_path TO {}; {sql}",
+            quote_ident(schema)
+        ))
+    }
+
+    /// Creates `schema` and runs `ddl` in it (unqualified names, as [`TestDb::execute_in`]).
+    pub fn create_schema(&self, schema: &str, ddl: &str) -> Result<()> {
+        self.execute_in(
+            schema,
+            &format!("CREATE SCHEMA {}; {ddl}", quote_ident(schema)),
+        )
+    }
+
     /// One row, one column, converted to `T`.
     pub fn query_scalar<T: FromSqlOwned + Send + 'static>(&self, sql: &str) -> Result<T> {
         self.endpoint.query_scalar(&self.name, sql)

@@ -12,6 +12,9 @@
 //! * [`cluster`]: a Citus-shaped cluster (coordinator with `pg_dist_*` catalogs and shell tables,
 //!   workers with shard tables) built from a declarative spec, or a real Citus cluster when
 //!   `$PGWARP_TEST_CITUS_COORDINATOR` is set.
+//! * What the process-level tests share about `pgwarp` itself: [`child`] (running it as a
+//!   child process), [`sync_config`] (its configuration file), [`sync_state`] (what a sync
+//!   recorded on the target) and [`rows`] (comparing a table on both sides).
 //!
 //! ```no_run
 //! use pgwarp_tests::PgServer;
@@ -23,12 +26,16 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod child;
 pub mod cluster;
 pub mod database;
 pub mod endpoint;
 pub mod error;
 pub mod options;
+pub mod rows;
 pub mod server;
+pub mod sync_config;
+pub mod sync_state;
 pub mod toolchain;
 pub mod watchdog;
 

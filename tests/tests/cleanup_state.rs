@@ -48,20 +48,9 @@ fn has_schema(env: &Env) -> Vec<bool> {
 }
 
 fn cleanup_args(env: &Env) -> Vec<String> {
-    [
-        "cleanup",
-        "--source",
-        &env.source.conn_string(),
-        "--target",
-        env.fixture.coordinator_conn_string(),
-        "--slot",
-        &env.slot,
-        "--publication",
-        &env.slot,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = env.command_line("cleanup");
+    args.extend(["--publication".to_owned(), env.slot.clone()]);
+    args
 }
 
 async fn run(args: &[String]) -> verify_support::Outcome {
@@ -88,18 +77,8 @@ async fn cleanup_removes_everything_and_is_idempotent() {
 
     let out = run(&cleanup_args(&env)).await;
     out.expect_status(0);
-    assert!(
-        out.stdout
-            .contains(&format!("replication slot \"{}\": dropped", env.slot)),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains(&format!("publication \"{}\": dropped", env.slot)),
-        "{}",
-        out.stdout
-    );
+    out.expect_stdout(&format!("replication slot \"{}\": dropped", env.slot));
+    out.expect_stdout(&format!("publication \"{}\": dropped", env.slot));
     assert_eq!(
         out.stdout.matches(": pgwarp schema dropped").count(),
         env.fixture.nodes().len(),
@@ -111,7 +90,7 @@ async fn cleanup_removes_everything_and_is_idempotent() {
 
     let again = run(&cleanup_args(&env)).await;
     again.expect_status(0);
-    assert!(again.stdout.contains(": not there"), "{}", again.stdout);
+    again.expect_stdout(": not there");
     assert_eq!(
         again.stdout.matches(": no pgwarp schema").count(),
         env.fixture.nodes().len(),
@@ -138,7 +117,7 @@ async fn cleanup_removes_everything_and_is_idempotent() {
         "node {}:{}: 2 row(s) of slot \"{}\" removed; the pgwarp schema stays",
         worker.host, worker.port, env.slot
     );
-    assert!(out.stdout.contains(&worker_line), "{}", out.stdout);
+    out.expect_stdout(&worker_line);
     let rows: Vec<Vec<Option<String>>> = worker
         .query_rows("SELECT slot FROM pgwarp.progress ORDER BY 1")
         .unwrap();
@@ -183,14 +162,10 @@ async fn an_active_slot_needs_force() {
     }
     let out = run(&cleanup_args(&env)).await;
     out.expect_status(1);
-    assert!(
-        out.stderr.contains(&format!(
-            "cleanup of slot \"{s}\" failed: replication slot \"{s}\" is active for PID",
-            s = env.slot
-        )),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr(&format!(
+        "cleanup of slot \"{s}\" failed: replication slot \"{s}\" is active for PID",
+        s = env.slot
+    ));
     assert_eq!(source_objects(&env), 2);
 
     let mut args = cleanup_args(&env);
@@ -207,7 +182,7 @@ async fn an_active_slot_needs_force() {
 async fn mistakes_are_reported() {
     let out = pgwarp(&["cleanup", "--source", "host=127.0.0.1 port=1 dbname=x"]).await;
     out.expect_status(1);
-    assert!(out.stderr.contains("no target given"), "{}", out.stderr);
+    out.expect_stderr("no target given");
     let db = pgwarp_tests::PgServer::shared()
         .create_database("cleanup_t")
         .unwrap();
@@ -220,12 +195,8 @@ async fn mistakes_are_reported() {
     ])
     .await;
     out.expect_status(1);
-    assert!(
-        out.stderr.contains(
-            "cleanup of slot \"pgwarp\" failed: could not connect to the source: could not \
-             connect to server at 127.0.0.1:1"
-        ),
-        "{}",
-        out.stderr
+    out.expect_stderr(
+        "cleanup of slot \"pgwarp\" failed: could not connect to the source: could not \
+             connect to server at 127.0.0.1:1",
     );
 }

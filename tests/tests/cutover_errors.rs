@@ -133,13 +133,9 @@ async fn nothing_to_cut_over() {
     ])
     .await;
     out.expect_status(1);
-    assert!(
-        out.stderr.contains(&format!(
-            "no cutover of slot \"{slot}\" is recorded on the target: nothing to lift"
-        )),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr(&format!(
+        "no cutover of slot \"{slot}\" is recorded on the target: nothing to lift"
+    ));
 }
 
 #[tokio::test]
@@ -205,15 +201,11 @@ async fn missing_privileges() {
     src.execute(&format!("DROP ROLE {weak}; DROP ROLE {app}"))
         .unwrap();
     out.expect_status(1);
-    assert!(
-        out.stderr.contains(&format!(
-            "cutover failed: could not fence writes (ALTER ROLE \"{app}\" IN DATABASE \"{}\" SET \
+    out.expect_stderr(&format!(
+        "cutover failed: could not fence writes (ALTER ROLE \"{app}\" IN DATABASE \"{}\" SET \
              default_transaction_read_only = on) on the source: permission denied",
-            src.name()
-        )),
-        "{}",
-        out.stderr
-    );
+        src.name()
+    ));
     assert!(
         out.stderr.ends_with("; nothing was changed"),
         "{}",

@@ -25,7 +25,7 @@ use pgwarp::pipeline::{CancellationToken, SyncOutcome};
 use pgwarp_tests::cluster::ClusterSpec;
 use pgwarp_tests::{TestDb, unique_name};
 use sync_support::{Env, run_sync};
-use verify_support::pgwarp;
+use verify_support::{Outcome, pgwarp};
 
 const SEQ: &str = "CREATE SEQUENCE order_ids";
 const USERS: &str = "CREATE TABLE users (user_id bigint PRIMARY KEY, name text NOT NULL)";
@@ -213,6 +213,14 @@ fn next_value(db_rows: Vec<Vec<Option<String>>>) -> i64 {
     }
 }
 
+/// `pgwarp cutover` of `env`'s sync with `extra` arguments.
+async fn cutover(env: &Env, extra: &[&str]) -> Outcome {
+    let mut args = env.command_line("cutover");
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    pgwarp(&args).await
+}
+
 fn source_count(env: &Env, sql: &str) -> i64 {
     env.source.query_scalar(sql).unwrap()
 }
@@ -226,21 +234,17 @@ async fn cutover_under_a_running_write_load() {
     let before = load.ok();
     load.wait_until(|l| l.ok() >= before + 30).await;
 
-    let out = pgwarp(&[
-        "cutover",
-        "--source",
-        &env.source.conn_string(),
-        "--target",
-        env.fixture.coordinator_conn_string(),
-        "--slot",
-        &env.slot,
-        "--publication",
-        &env.slot,
-        "--fence-role",
-        &role,
-        "--max-wait",
-        "120",
-    ])
+    let out = cutover(
+        &env,
+        &[
+            "--publication",
+            &env.slot,
+            "--fence-role",
+            &role,
+            "--max-wait",
+            "120",
+        ],
+    )
     .await;
     out.expect_status(0);
     // the application is fenced: its writes fail as read-only from now on
@@ -330,24 +334,9 @@ async fn cutover_under_a_running_write_load() {
         .unwrap();
     assert_eq!(state, "done true true");
 
-    let again = pgwarp(&[
-        "cutover",
-        "--source",
-        &env.source.conn_string(),
-        "--target",
-        env.fixture.coordinator_conn_string(),
-        "--slot",
-        &env.slot,
-        "--fence-role",
-        &role,
-    ])
-    .await;
+    let again = cutover(&env, &["--fence-role", &role]).await;
     again.expect_status(0);
-    assert!(
-        again.stdout.contains("already completed"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("already completed");
     env.src(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
 }
 
@@ -373,19 +362,13 @@ async fn a_cutover_that_cannot_catch_up_lifts_the_fence() {
     env.src("INSERT INTO users SELECT g, 'blocked' FROM generate_series(50001, 50400) g");
 
     let args = |fence_role: Option<&str>, wait: &str| {
-        let mut a = vec![
-            "cutover".to_owned(),
-            "--source".to_owned(),
-            env.source.conn_string(),
-            "--target".to_owned(),
-            env.fixture.coordinator_conn_string().to_owned(),
-            "--slot".to_owned(),
-            env.slot.clone(),
+        let mut a = env.command_line("cutover");
+        a.extend([
             "--publication".to_owned(),
             env.slot.clone(),
             "--max-wait".to_owned(),
             wait.to_owned(),
-        ];
+        ]);
         if let Some(r) = fence_role {
             a.extend(["--fence-role".to_owned(), r.to_owned()]);
         }
@@ -403,12 +386,7 @@ async fn a_cutover_that_cannot_catch_up_lifts_the_fence() {
         "{}",
         out.stderr
     );
-    assert!(
-        out.stderr
-            .contains("the sync is streaming but has not applied up to the fence"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("the sync is streaming but has not applied up to the fence");
     assert!(
         out.stderr.ends_with(
             "; the fence was lifted: the source accepts writes again and the sync goes on"
@@ -447,30 +425,16 @@ async fn a_cutover_that_cannot_catch_up_lifts_the_fence() {
     let argv: Vec<&str> = a.iter().map(String::as_str).collect();
     let out = pgwarp(&argv).await;
     out.expect_status(0);
-    assert!(
-        out.stdout.contains(&format!(
-            "fenced writes on the source: database \"{}\"",
-            env.source.name()
-        )),
-        "{}",
-        out.stdout
-    );
+    out.expect_stdout(&format!(
+        "fenced writes on the source: database \"{}\"",
+        env.source.name()
+    ));
     env.assert_synced("users", Some("user_id"));
     env.assert_synced("orders", Some("user_id"));
     let _ = sync.stop();
     // lift the database fence so the harness can drop the database
-    let lifted = pgwarp(&[
-        "cutover",
-        "--source",
-        &env.source.conn_string(),
-        "--target",
-        env.fixture.coordinator_conn_string(),
-        "--slot",
-        &env.slot,
-        "--unfence",
-    ])
-    .await;
+    let lifted = cutover(&env, &["--unfence"]).await;
     lifted.expect_status(0);
-    assert!(lifted.stdout.contains("fence lifted"), "{}", lifted.stdout);
+    lifted.expect_stdout("fence lifted");
     env.src(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
 }

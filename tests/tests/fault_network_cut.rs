@@ -15,7 +15,8 @@ use fault_support::faults::Proxy;
 use fault_support::flow::{converge_and_stop, load_scenario};
 use fault_support::load::{self, Load};
 use fault_support::process::child_main;
-use fault_support::scenario::{toml_string, wait_for};
+use fault_support::scenario::wait_for;
+use pgwarp_tests::sync_config::toml_string;
 
 #[test]
 #[ignore = "entry point of the pgwarp child processes, not a test"]

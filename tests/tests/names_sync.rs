@@ -7,9 +7,12 @@
 
 mod fault_support;
 
+use std::path::PathBuf;
+
 use fault_support::names;
 use fault_support::process::{Pgwarp, child_main};
 use fault_support::scenario::Scenario;
+use pgwarp_tests::cluster::ClusterSpec;
 
 #[test]
 #[ignore = "entry point of the pgwarp child processes, not a test"]
@@ -19,8 +22,9 @@ fn child_entry() {
 
 const PUBLICATION: &str = "Pub \"x\" Größe\\,y";
 
-#[test]
-fn schema_of_hostile_names_syncs_streams_and_verifies() {
+/// The hostile-names scenario with its initial rows, and a config file syncing every table
+/// under [`PUBLICATION`]: (spec, scenario, tenant schema, config file).
+fn hostile_scenario() -> (ClusterSpec, Scenario, String, PathBuf) {
     let spec = names::spec();
     let sc = Scenario::start(&spec, &names::main_ddl());
     let tenant = sc.fixture.tenant_schema(names::TENANT).unwrap().to_owned();
@@ -29,13 +33,18 @@ fn schema_of_hostile_names_syncs_streams_and_verifies() {
         .unwrap();
     sc.src(&names::initial_rows());
     sc.source.execute(&names::tenant_rows(&tenant)).unwrap();
-
     let tables: Vec<String> = spec
         .tables()
         .iter()
         .map(|t| sc.fixture.qualified(&t.name).unwrap())
         .collect();
     let config = sc.config_file_for(&tables, PUBLICATION, "");
+    (spec, sc, tenant, config)
+}
+
+#[test]
+fn schema_of_hostile_names_syncs_streams_and_verifies() {
+    let (spec, sc, tenant, config) = hostile_scenario();
     let config = config.to_str().unwrap();
 
     let first = Pgwarp::new(&["sync", "-c", config, "--until-caught-up"]).run();
@@ -107,20 +116,7 @@ fn schema_of_hostile_names_syncs_streams_and_verifies() {
 
 #[test]
 fn verify_finds_a_difference_in_a_hostile_shard_name() {
-    let spec = names::spec();
-    let sc = Scenario::start(&spec, &names::main_ddl());
-    let tenant = sc.fixture.tenant_schema(names::TENANT).unwrap().to_owned();
-    sc.source
-        .execute(&names::tenant_source_ddl(&tenant))
-        .unwrap();
-    sc.src(&names::initial_rows());
-    sc.source.execute(&names::tenant_rows(&tenant)).unwrap();
-    let tables: Vec<String> = spec
-        .tables()
-        .iter()
-        .map(|t| sc.fixture.qualified(&t.name).unwrap())
-        .collect();
-    let config = sc.config_file_for(&tables, PUBLICATION, "");
+    let (_, sc, _, config) = hostile_scenario();
     let config = config.to_str().unwrap();
     Pgwarp::new(&["sync", "-c", config, "--until-caught-up"])
         .run()

@@ -18,7 +18,7 @@ mod verify_support;
 
 use pgwarp_tests::cluster::CITUS_COORDINATOR_ENV;
 use pgwarp_tests::{PgServer, TestDb, quote_ident, unique_name};
-use verify_support::pgwarp;
+use verify_support::{pgwarp, plan};
 
 const STOREFRONT: &str = "
     CREATE TABLE countries (code text PRIMARY KEY, name text);
@@ -48,11 +48,7 @@ const STOREFRONT_ROWS: &str = "
 fn database(prefix: &str, ddl: &str) -> (TestDb, String) {
     let db = PgServer::shared().create_database(prefix).unwrap();
     let schema = unique_name("plan");
-    db.execute(&format!(
-        "CREATE SCHEMA {s}; SET search_path = {s}; {ddl}",
-        s = quote_ident(&schema)
-    ))
-    .unwrap();
+    db.create_schema(&schema, ddl).unwrap();
     (db, schema)
 }
 
@@ -69,23 +65,15 @@ fn target_statements(sql: &str) -> Vec<String> {
 #[tokio::test]
 async fn storefront() {
     let (src, schema) = database("plan_store", STOREFRONT);
-    src.execute(&format!("SET search_path = {schema}; {STOREFRONT_ROWS}"))
-        .unwrap();
+    src.execute_in(&schema, STOREFRONT_ROWS).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plan.sql");
-    let out = pgwarp(&[
-        "plan",
-        "--source",
+    let out = plan(
         &src.conn_string(),
-        "--schemas",
         &schema,
-        "--min-size",
         "200kB",
-        "--shard-count",
-        "8",
-        "--out",
-        file.to_str().unwrap(),
-    ])
+        &["--shard-count", "8", "--out", file.to_str().unwrap()],
+    )
     .await;
     out.expect_status(0);
     let r = &out.stdout;
@@ -240,18 +228,8 @@ const CHAIN_ROWS: &str = "
 #[tokio::test]
 async fn chain_with_a_table_lacking_the_tenant_column() {
     let (src, schema) = database("plan_chain", CHAIN);
-    src.execute(&format!("SET search_path = {schema}; {CHAIN_ROWS}"))
-        .unwrap();
-    let out = pgwarp(&[
-        "plan",
-        "--source",
-        &src.conn_string(),
-        "--schemas",
-        &schema,
-        "--min-size",
-        "200kB",
-    ])
-    .await;
+    src.execute_in(&schema, CHAIN_ROWS).unwrap();
+    let out = plan(&src.conn_string(), &schema, "200kB", &[]).await;
     out.expect_status(0);
     let r = &out.stdout;
     for line in [
@@ -292,25 +270,10 @@ async fn chain_with_a_table_lacking_the_tenant_column() {
         .unwrap();
     assert_eq!(wrong, 0);
     // after the backfill, plan finds the column everywhere: nothing more to backfill
-    let again = pgwarp(&[
-        "plan",
-        "--source",
-        &src.conn_string(),
-        "--schemas",
-        &schema,
-        "--min-size",
-        "200kB",
-    ])
-    .await;
+    let again = plan(&src.conn_string(), &schema, "200kB", &[]).await;
     again.expect_status(0);
     assert!(!again.stdout.contains("backfilled"), "{}", again.stdout);
-    assert!(
-        again
-            .stdout
-            .contains("distributed by company_id (group 1): has the tenant column company_id"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("distributed by company_id (group 1): has the tenant column company_id");
 }
 
 #[tokio::test]
@@ -322,27 +285,14 @@ async fn mistakes_are_reported() {
     ])
     .await;
     out.expect_status(1);
-    assert!(
-        out.stderr.contains(
-            "could not connect to the source: could not connect to server at 127.0.0.1:1"
-        ),
-        "{}",
-        out.stderr
+    out.expect_stderr(
+        "could not connect to the source: could not connect to server at 127.0.0.1:1",
     );
     let db = PgServer::shared().create_database("plan_empty").unwrap();
     let out = pgwarp(&["plan", "--source", &db.conn_string(), "--min-size", "lots"]).await;
     out.expect_status(1);
-    assert!(
-        out.stderr
-            .contains("invalid --min-size: \"lots\" is not a size"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("invalid --min-size: \"lots\" is not a size");
     let out = pgwarp(&["plan", "--source", &db.conn_string()]).await;
     out.expect_status(1);
-    assert!(
-        out.stderr.contains("no tables found on the source to plan"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("no tables found on the source to plan");
 }

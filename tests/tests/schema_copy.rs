@@ -17,7 +17,7 @@ mod verify_support;
 
 use pgwarp_tests::cluster::{CitusCluster, ClusterSpec};
 use pgwarp_tests::{PgServer, TestDb, quote_ident, unique_name};
-use verify_support::pgwarp;
+use verify_support::{pgwarp, plan};
 
 const DDL: &str = "
     CREATE TYPE mood AS ENUM ('sad', 'happy');
@@ -79,11 +79,7 @@ async fn copies_a_schema_to_a_plain_target_and_is_safe_to_rerun() {
     ];
     let out = pgwarp(&args).await;
     out.expect_status(0);
-    assert!(
-        out.stdout.contains("copied the definitions of 3 table(s) with /usr/lib/postgresql/15/bin/pg_dump (PostgreSQL 15)"),
-        "{}",
-        out.stdout
-    );
+    out.expect_stdout("copied the definitions of 3 table(s) with /usr/lib/postgresql/15/bin/pg_dump (PostgreSQL 15)");
     assert_eq!(shape(&dst, &schema), shape(&src, &schema));
     let rows = count(
         &dst,
@@ -101,13 +97,7 @@ async fn copies_a_schema_to_a_plain_target_and_is_safe_to_rerun() {
 
     let again = pgwarp(&args).await;
     again.expect_status(0);
-    assert!(
-        again
-            .stdout
-            .contains("all 3 table(s) already exist on the target, empty: nothing to copy"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("all 3 table(s) already exist on the target, empty: nothing to copy");
 
     dst.execute(&format!(
         "INSERT INTO {}.notes VALUES (1, 'x')",
@@ -116,13 +106,9 @@ async fn copies_a_schema_to_a_plain_target_and_is_safe_to_rerun() {
     .unwrap();
     let refused = pgwarp(&args).await;
     refused.expect_status(1);
-    assert!(
-        refused.stderr.contains(&format!(
-            "table(s) \"{schema}\".\"notes\" already hold rows on the target"
-        )),
-        "{}",
-        refused.stderr
-    );
+    refused.expect_stderr(&format!(
+        "table(s) \"{schema}\".\"notes\" already hold rows on the target"
+    ));
 
     let plan = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(plan.path(), "-- pgwarp:target\nSELECT 1;\n").unwrap();
@@ -130,12 +116,8 @@ async fn copies_a_schema_to_a_plain_target_and_is_safe_to_rerun() {
     with_plan.extend(["--plan", plan.path().to_str().unwrap()]);
     let out = pgwarp(&with_plan).await;
     out.expect_status(1);
-    assert!(
-        out.stderr.contains(
-            "--plan distributes tables with Citus, but the target has no create_distributed_table"
-        ),
-        "{}",
-        out.stderr
+    out.expect_stderr(
+        "--plan distributes tables with Citus, but the target has no create_distributed_table",
     );
 }
 
@@ -154,15 +136,8 @@ async fn tables_subset_copies_only_the_tables() {
     };
     let out = run(format!("{schema}.users")).await;
     out.expect_status(1);
-    assert!(
-        out.stderr
-            .contains(&format!("type \"{schema}.mood\" does not exist"))
-            && out
-                .stderr
-                .contains("hint: with --tables only the tables themselves are copied"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr(&format!("type \"{schema}.mood\" does not exist"))
+        .expect_stderr("hint: with --tables only the tables themselves are copied");
     // nothing was created: one transaction
     let schemas = count(
         &dst,
@@ -215,17 +190,12 @@ async fn citus_shaped_coordinator() {
         // a real Citus distributes the empty tables as the plan says
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("plan.sql");
-        let planned = pgwarp(&[
-            "plan",
-            "--source",
+        let planned = plan(
             &src.conn_string(),
-            "--schemas",
             &schema,
-            "--min-size",
             "1",
-            "--out",
-            file.to_str().unwrap(),
-        ])
+            &["--out", file.to_str().unwrap()],
+        )
         .await;
         planned.expect_status(0);
         let applied = pgwarp(&[
@@ -241,11 +211,7 @@ async fn citus_shaped_coordinator() {
         ])
         .await;
         applied.expect_status(0);
-        assert!(
-            applied.stdout.contains("applied the plan"),
-            "{}",
-            applied.stdout
-        );
+        applied.expect_stdout("applied the plan");
         let citus: i64 = f
             .coordinator()
             .query_scalar(&format!(
@@ -275,23 +241,13 @@ async fn mistakes_are_reported() {
     ])
     .await;
     out.expect_status(1);
-    assert!(
-        out.stderr
-            .contains("/nonexistent/pg_dump is not a working pg_dump"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("/nonexistent/pg_dump is not a working pg_dump");
     let out = pgwarp(&[
         "schema", "--source", &s, "--target", &t, "--tables", "nosuch",
     ])
     .await;
     out.expect_status(1);
-    assert!(
-        out.stderr
-            .contains("table nosuch does not exist on the source"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("table nosuch does not exist on the source");
 
     dst.execute(&format!(
         "CREATE SCHEMA {s}; CREATE TABLE {s}.notes (id int)",
@@ -309,11 +265,7 @@ async fn mistakes_are_reported() {
     ])
     .await;
     out.expect_status(1);
-    assert!(
-        out.stderr.contains(&format!(
-            "table(s) \"{schema}\".\"notes\" already exist on the target, the others do not"
-        )),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr(&format!(
+        "table(s) \"{schema}\".\"notes\" already exist on the target, the others do not"
+    ));
 }

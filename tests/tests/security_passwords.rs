@@ -14,7 +14,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use fault_support::process::{Finished, Pgwarp, Running, child_main};
-use fault_support::scenario::{toml_string, wait_for};
+use fault_support::scenario::wait_for;
+use pgwarp_tests::sync_config::toml_string;
 use pgwarp_tests::{PasswordEncryption, PgServer, ServerOptions, TestDb, unique_name};
 
 #[test]

@@ -10,46 +10,18 @@
 
 mod sync_support;
 
-use pgwarp_tests::cluster::ClusterSpec;
 use std::sync::atomic::Ordering;
-use sync_support::load::{Load, ORDER_SEQUENCE, STOREFRONT_DDL, initial_data};
+use sync_support::load::{Load, ORDER_SEQUENCE, STOREFRONT_DDL, initial_data, storefront_spec};
 
 use pgwarp::pipeline::{CancellationToken, SyncOutcome};
 use sync_support::{Env, run_sync_stats, sync_until_caught_up};
 
 const TABLES: [&str; 4] = ["users", "orders", "products", "events"];
 
-fn spec() -> ClusterSpec {
-    ClusterSpec::new()
-        .distributed(
-            "users",
-            "CREATE TABLE users (user_id bigint PRIMARY KEY, name text NOT NULL, score int, bio text)",
-            "user_id",
-            16,
-        )
-        .distributed_colocated(
-            "orders",
-            "CREATE TABLE orders (user_id bigint NOT NULL, order_id bigint NOT NULL, \
-             amount numeric(12,2), status text, PRIMARY KEY (user_id, order_id))",
-            "user_id",
-            "users",
-        )
-        .reference(
-            "products",
-            "CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2))",
-        )
-        .distributed(
-            "events",
-            "CREATE TABLE events (id bigint PRIMARY KEY, kind text, at timestamptz)",
-            "id",
-            4,
-        )
-}
-
 async fn scenario(prefix: &str, big_rows: i64) {
     let env = Env::new(
         prefix,
-        spec(),
+        storefront_spec(),
         &format!("{STOREFRONT_DDL} {ORDER_SEQUENCE}"),
     );
     env.src(&initial_data(20_000));

@@ -11,9 +11,8 @@
 
 mod sync_support;
 
-use pgwarp_tests::cluster::ClusterSpec;
 use sync_support::Env;
-use sync_support::load::{Load, ORDER_SEQUENCE, STOREFRONT_DDL, initial_data};
+use sync_support::load::{Load, ORDER_SEQUENCE, STOREFRONT_DDL, initial_data, storefront_spec};
 use sync_support::process::{PgwarpProcess, child_main, wait_until};
 use tokio_postgres::Client;
 
@@ -24,33 +23,6 @@ const TABLES: [&str; 4] = ["users", "orders", "products", "events"];
 #[ignore = "entry point of the pgwarp child process the kill tests start"]
 fn child_entry() {
     child_main();
-}
-
-fn spec() -> ClusterSpec {
-    ClusterSpec::new()
-        .distributed(
-            "users",
-            "CREATE TABLE users (user_id bigint PRIMARY KEY, name text NOT NULL, score int, bio text)",
-            "user_id",
-            16,
-        )
-        .distributed_colocated(
-            "orders",
-            "CREATE TABLE orders (user_id bigint NOT NULL, order_id bigint NOT NULL, \
-             amount numeric(12,2), status text, PRIMARY KEY (user_id, order_id))",
-            "user_id",
-            "users",
-        )
-        .reference(
-            "products",
-            "CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2))",
-        )
-        .distributed(
-            "events",
-            "CREATE TABLE events (id bigint PRIMARY KEY, kind text, at timestamptz)",
-            "id",
-            4,
-        )
 }
 
 /// Holds EXCLUSIVE locks on every `events` shard until dropped (or released).
@@ -136,7 +108,7 @@ async fn start_blocked_snapshot(
 async fn kill_9_during_snapshot_and_during_streaming_then_resume() {
     let env = Env::new(
         "sync_kill",
-        spec(),
+        storefront_spec(),
         &format!("{STOREFRONT_DDL} {ORDER_SEQUENCE}"),
     );
     env.src(&initial_data(30_000));
@@ -173,7 +145,7 @@ async fn kill_9_during_snapshot_and_during_streaming_then_resume() {
 async fn sigint_during_snapshot_and_during_streaming_then_resume() {
     let env = Env::new(
         "sync_sigint",
-        spec(),
+        storefront_spec(),
         &format!("{STOREFRONT_DDL} {ORDER_SEQUENCE}"),
     );
     env.src(&initial_data(20_000));

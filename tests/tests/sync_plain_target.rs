@@ -4,10 +4,11 @@
 mod sync_support;
 
 use pgwarp::pipeline::CancellationToken;
-use pgwarp_tests::{PgServer, unique_name};
+use pgwarp_tests::unique_name;
 use sync_support::load::{Load, ORDER_SEQUENCE, STOREFRONT_DDL, initial_data};
 use sync_support::{
-    assert_rows_equal, run_sync, settings, source_db, source_rows, src_exec, sync_until_caught_up,
+    assert_rows_equal, plain_target, run_sync, settings, source_db, source_rows, src_exec,
+    sync_until_caught_up,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,14 +19,7 @@ async fn concurrent_load_into_plain_postgresql() {
         &schema,
         &format!("{STOREFRONT_DDL} {ORDER_SEQUENCE}"),
     );
-    let target = PgServer::shared()
-        .create_database("sync_plain_dst")
-        .unwrap();
-    target
-        .execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path TO {schema}; {STOREFRONT_DDL}"
-        ))
-        .unwrap();
+    let target = plain_target("sync_plain_dst", &schema, STOREFRONT_DDL);
     src_exec(&source, &schema, &initial_data(10_000));
     let slot = unique_name("plain_slot");
     let tables = ["users", "orders", "products", "events"];
@@ -78,14 +72,7 @@ async fn until_caught_up_covers_commits_made_just_before() {
     let schema = unique_name("recent");
     let ddl = "CREATE TABLE users (user_id bigint PRIMARY KEY, name text NOT NULL, score int);";
     let source = source_db("sync_recent_src", &schema, ddl);
-    let target = PgServer::shared()
-        .create_database("sync_recent_dst")
-        .unwrap();
-    target
-        .execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path TO {schema}; {ddl}"
-        ))
-        .unwrap();
+    let target = plain_target("sync_recent_dst", &schema, ddl);
     src_exec(
         &source,
         &schema,

@@ -14,9 +14,10 @@
 mod sync_support;
 
 use pgwarp::pipeline::{CancellationToken, SyncOutcome};
-use pgwarp_tests::{PgServer, unique_name};
+use pgwarp_tests::unique_name;
 use sync_support::{
-    assert_rows_equal, run_sync, settings, source_db, source_rows, src_exec, sync_until_caught_up,
+    assert_rows_equal, plain_target, run_sync, settings, source_db, source_rows, src_exec,
+    sync_until_caught_up,
 };
 
 const CHUNK_BYTES: u64 = 256 * 1024;
@@ -26,14 +27,7 @@ const DDL: &str = "CREATE TABLE docs (id int PRIMARY KEY, val int NOT NULL, doc 
 async fn row_moved_from_unfinished_chunk_into_finished_chunk_survives_resume() {
     let schema = unique_name("resume");
     let source = source_db("sync_resume_src", &schema, DDL);
-    let target = PgServer::shared()
-        .create_database("sync_resume_dst")
-        .unwrap();
-    target
-        .execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path TO {schema}; {DDL}"
-        ))
-        .unwrap();
+    let target = plain_target("sync_resume_dst", &schema, DDL);
     src_exec(
         &source,
         &schema,

@@ -4,9 +4,10 @@
 
 mod sync_support;
 
-use pgwarp_tests::{PgServer, unique_name};
+use pgwarp_tests::unique_name;
 use sync_support::{
-    assert_rows_equal, run_sync, settings, source_db, source_rows, src_exec, sync_until_caught_up,
+    assert_rows_equal, plain_target, run_sync, settings, source_db, source_rows, src_exec,
+    sync_until_caught_up,
 };
 
 use pgwarp::pipeline::CancellationToken;
@@ -17,12 +18,7 @@ const DDL: &str = "CREATE TABLE users (user_id bigint PRIMARY KEY, name text)";
 async fn added_column_stops_the_sync_until_the_target_has_it() {
     let schema = unique_name("ddl");
     let source = source_db("sync_ddl_src", &schema, DDL);
-    let target = PgServer::shared().create_database("sync_ddl_dst").unwrap();
-    target
-        .execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path TO {schema}; {DDL}"
-        ))
-        .unwrap();
+    let target = plain_target("sync_ddl_dst", &schema, DDL);
     src_exec(
         &source,
         &schema,

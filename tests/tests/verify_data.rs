@@ -20,7 +20,7 @@ mod verify_support;
 use pgwarp_tests::PgServer;
 use pgwarp_tests::cluster::{CitusCluster, CitusFixture, ClusterSpec};
 use serde_json::Value;
-use verify_support::{node_label, pgwarp, shard_of, source_db, source_exec};
+use verify_support::{node_label, pgwarp, shard_of, source_db, source_exec, verify};
 
 const USERS: &str = "CREATE TABLE users (user_id bigint PRIMARY KEY, name text)";
 const ORDERS: &str = "CREATE TABLE orders (user_id bigint, order_id bigint, at timestamptz, \
@@ -110,35 +110,22 @@ async fn equal_data_verifies_in_parallel() {
         ))
         .unwrap();
     let tables = tables(&f);
-    let text = pgwarp(&[
-        "verify",
-        "--source",
+    let text = verify(
         &src.conn_string(),
-        "--target",
         f.coordinator_conn_string(),
-        "--tables",
         &tables,
-        "--parallel",
-        "4",
-    ])
+        &["--parallel", "4"],
+    )
     .await;
     text.expect_status(0);
-    assert!(
-        text.stdout.contains("all 4 table(s) equal"),
-        "{}",
-        text.stdout
-    );
+    text.expect_stdout("all 4 table(s) equal");
 
-    let out = pgwarp(&[
-        "verify",
-        "--source",
+    let out = verify(
         &src.conn_string(),
-        "--target",
         f.coordinator_conn_string(),
-        "--tables",
         &tables,
-        "--json",
-    ])
+        &["--json"],
+    )
     .await;
     out.expect_status(0);
     let report = json(&out.stdout);
@@ -200,25 +187,15 @@ async fn deleted_changed_and_misplaced_rows_are_named_by_shard_and_node() {
         ))
         .unwrap();
 
-    let out = pgwarp(&[
-        "verify",
-        "--source",
+    let out = verify(
         &src.conn_string(),
-        "--target",
         f.coordinator_conn_string(),
-        "--tables",
         &tables(&f),
-        "--sample",
-        "10",
-        "--json",
-    ])
+        &["--sample", "10", "--json"],
+    )
     .await;
     out.expect_status(1);
-    assert!(
-        out.stderr.contains("differences in 2 table(s)"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("differences in 2 table(s)");
     let report = json(&out.stdout);
     assert_eq!(report["equal"], Value::Bool(false));
     assert_eq!(table(&report, "products")["status"], "equal");
@@ -283,41 +260,22 @@ async fn deleted_changed_and_misplaced_rows_are_named_by_shard_and_node() {
     );
 
     // the text report says the same for a person
-    let text = pgwarp(&[
-        "verify",
-        "--source",
+    let text = verify(
         &src.conn_string(),
-        "--target",
         f.coordinator_conn_string(),
-        "--tables",
         &tables(&f),
-        "--sample",
-        "3",
-    ])
+        &["--sample", "3"],
+    )
     .await;
     text.expect_status(1);
     let line = format!(
         "shard {del_shard} {del_table} on {}: source",
         node_label(&f, del_group)
     );
-    assert!(text.stdout.contains(&line), "{}", text.stdout);
-    assert!(
-        text.stdout.contains("missing on target: (user_id)=(17)"),
-        "{}",
-        text.stdout
-    );
-    assert!(
-        text.stdout
-            .contains("1 row(s) in this shard hash outside its range"),
-        "{}",
-        text.stdout
-    );
-    assert!(
-        text.stdout
-            .contains("different: (user_id, order_id)=(42,3)"),
-        "{}",
-        text.stdout
-    );
+    text.expect_stdout(&line);
+    text.expect_stdout("missing on target: (user_id)=(17)");
+    text.expect_stdout("1 row(s) in this shard hash outside its range");
+    text.expect_stdout("different: (user_id, order_id)=(42,3)");
 }
 
 #[tokio::test]
@@ -333,18 +291,12 @@ async fn reference_table_placements_are_compared_one_by_one() {
             shard.shard_table
         ))
         .unwrap();
-    let out = pgwarp(&[
-        "verify",
-        "--source",
+    let out = verify(
         &src.conn_string(),
-        "--target",
         f.coordinator_conn_string(),
-        "--tables",
         &f.qualified("products").unwrap(),
-        "--json",
-        "--sample",
-        "5",
-    ])
+        &["--json", "--sample", "5"],
+    )
     .await;
     out.expect_status(1);
     let report = json(&out.stdout);

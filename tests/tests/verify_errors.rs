@@ -14,7 +14,7 @@ mod verify_support;
 
 use pgwarp_tests::cluster::{CitusCluster, ClusterSpec};
 use pgwarp_tests::{PgServer, unique_name};
-use verify_support::{pgwarp, source_db, source_exec};
+use verify_support::{pgwarp, source_db, source_exec, verify};
 
 fn plain_pair() -> (pgwarp_tests::TestDb, pgwarp_tests::TestDb) {
     let server = PgServer::shared();
@@ -33,35 +33,15 @@ async fn bad_arguments() {
     let (s, t) = (src.conn_string(), dst.conn_string());
     let out = pgwarp(&["verify", "--source", &s, "--target", &t, "--sample", "abc"]).await;
     out.expect_status(2);
-    assert!(
-        out.stderr
-            .contains("invalid value 'abc' for '--sample <N>'"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("invalid value 'abc' for '--sample <N>'");
 
-    let out = pgwarp(&[
-        "verify",
-        "--source",
-        &s,
-        "--target",
-        &t,
-        "--tables",
-        "a",
-        "--parallel",
-        "0",
-    ])
-    .await;
+    let out = verify(&s, &t, "a", &["--parallel", "0"]).await;
     out.expect_status(2);
-    assert!(
-        out.stderr.contains("parallel must be 1 to 64, not 0"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("parallel must be 1 to 64, not 0");
 
     let out = pgwarp(&["verify", "--target", &t, "--tables", "a"]).await;
     out.expect_status(2);
-    assert!(out.stderr.contains("no source given"), "{}", out.stderr);
+    out.expect_stderr("no source given");
 
     let out = pgwarp(&[
         "verify",
@@ -72,78 +52,40 @@ async fn bad_arguments() {
     ])
     .await;
     out.expect_status(2);
-    assert!(
-        out.stderr.contains("invalid source connection string"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("invalid source connection string");
 }
 
 #[tokio::test]
 async fn unreachable_target() {
     let (src, _dst) = plain_pair();
-    let out = pgwarp(&[
-        "verify",
-        "--source",
+    let out = verify(
         &src.conn_string(),
-        "--target",
         "host=127.0.0.1 port=1 user=postgres dbname=x",
-        "--tables",
         "a",
-    ])
+        &[],
+    )
     .await;
     out.expect_status(2);
-    assert!(
-        out.stderr
-            .contains("target: could not connect to server at 127.0.0.1:1"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("target: could not connect to server at 127.0.0.1:1");
 }
 
 #[tokio::test]
 async fn missing_table_and_missing_tables() {
     let (src, dst) = plain_pair();
     let (s, t) = (src.conn_string(), dst.conn_string());
-    let out = pgwarp(&[
-        "verify", "--source", &s, "--target", &t, "--tables", "a,nosuch",
-    ])
-    .await;
+    let out = verify(&s, &t, "a,nosuch", &[]).await;
     out.expect_status(2);
-    assert!(
-        out.stderr
-            .contains("table nosuch does not exist on the source"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("table nosuch does not exist on the source");
 
     src.execute("CREATE TABLE only_here (id int)").unwrap();
-    let out = pgwarp(&[
-        "verify",
-        "--source",
-        &s,
-        "--target",
-        &t,
-        "--tables",
-        "only_here",
-    ])
-    .await;
+    let out = verify(&s, &t, "only_here", &[]).await;
     out.expect_status(2);
-    assert!(
-        out.stderr
-            .contains("table \"public\".\"only_here\" does not exist on the target"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("table \"public\".\"only_here\" does not exist on the target");
 
     let out = pgwarp(&["verify", "--source", &s, "--target", &t]).await;
     out.expect_status(2);
-    assert!(
-        out.stderr.contains(
-            "no tables given and no sync with slot \"pgwarp\" is recorded on the target: use --tables"
-        ),
-        "{}",
-        out.stderr
+    out.expect_stderr(
+        "no tables given and no sync with slot \"pgwarp\" is recorded on the target: use --tables",
     );
 }
 
@@ -156,27 +98,14 @@ async fn missing_privileges() {
         "{} user={role}",
         src.conn_string().replace("user=postgres", "")
     );
-    let out = pgwarp(&[
-        "verify",
-        "--source",
-        &s,
-        "--target",
-        &dst.conn_string(),
-        "--tables",
-        "a",
-    ])
-    .await;
+    let out = verify(&s, &dst.conn_string(), "a", &[]).await;
     src.execute(&format!("DROP ROLE {role}")).unwrap();
     out.expect_status(2);
     assert!(
         out.stdout.contains("ERROR     public.a  could not checksum table public.a on source: permission denied for table a (SQLSTATE 42501)"),
         "{out:#?}"
     );
-    assert!(
-        out.stderr.contains("could not compare 1 table(s)"),
-        "{}",
-        out.stderr
-    );
+    out.expect_stderr("could not compare 1 table(s)");
 }
 
 #[tokio::test]
@@ -205,41 +134,29 @@ async fn a_table_that_cannot_be_read_does_not_hide_the_others() {
         f.qualified("t1").unwrap(),
         f.qualified("t2").unwrap()
     );
-    let out = pgwarp(&[
-        "verify",
-        "--source",
+    let out = verify(
         &src.conn_string(),
-        "--target",
         f.coordinator_conn_string(),
-        "--tables",
         &tables,
-    ])
+        &[],
+    )
     .await;
     out.expect_status(2);
-    assert!(
-        out.stdout
-            .contains(&format!("equal     {}.t1  50 rows", f.schema())),
-        "{}",
-        out.stdout
-    );
+    out.expect_stdout(&format!("equal     {}.t1  50 rows", f.schema()));
     let relation = shard
         .shard_table
         .split('.')
         .nth(1)
         .unwrap()
         .trim_matches('"');
-    assert!(
-        out.stdout.contains(&format!(
-            "ERROR     {}.t2  could not checksum the shards of {}.t2 on {}:{}: relation \"{}.{relation}\" does not exist (SQLSTATE 42P01)",
-            f.schema(),
-            f.schema(),
-            f.node_of_group(shard.groups[0]).unwrap().host,
-            f.node_of_group(shard.groups[0]).unwrap().port,
-            f.schema(),
-        )),
-        "{}",
-        out.stdout
-    );
+    out.expect_stdout(&format!(
+        "ERROR     {}.t2  could not checksum the shards of {}.t2 on {}:{}: relation \"{}.{relation}\" does not exist (SQLSTATE 42P01)",
+        f.schema(),
+        f.schema(),
+        f.node_of_group(shard.groups[0]).unwrap().host,
+        f.node_of_group(shard.groups[0]).unwrap().port,
+        f.schema(),
+    ));
 }
 
 /// The binary's own entry point maps verify's outcomes to exit statuses 0, 1 and 2.

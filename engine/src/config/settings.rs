@@ -341,14 +341,9 @@ pub fn parse_size(raw: &RawSize) -> Result<u64, String> {
         RawSize::Bytes(n) => return Ok(*n),
         RawSize::Text(t) => t.trim(),
     };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a size such as 64MiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (n, unit) =
+        number_and_unit(text).ok_or_else(|| format!("\"{text}\" is not a size such as 64MiB"))?;
+    let factor: u64 = match unit.as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => MIB,
@@ -365,14 +360,9 @@ pub fn parse_duration(raw: &RawDuration) -> Result<Duration, String> {
         RawDuration::Seconds(n) => return Ok(Duration::from_secs(*n)),
         RawDuration::Text(t) => t.trim(),
     };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a duration such as 30s or 10min"))?;
-    let millis: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (n, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("\"{text}\" is not a duration such as 30s or 10min"))?;
+    let millis: u64 = match unit.as_str() {
         "ms" => 1,
         "" | "s" => 1000,
         "min" => 60_000,
@@ -382,6 +372,16 @@ pub fn parse_duration(raw: &RawDuration) -> Result<Duration, String> {
     n.checked_mul(millis)
         .map(Duration::from_millis)
         .ok_or_else(|| format!("\"{text}\" is too long"))
+}
+
+/// Splits `64MiB` into its leading number and its unit (trimmed, lowercased); `None` when the
+/// text does not start with a number that fits a `u64`.
+fn number_and_unit(text: &str) -> Option<(u64, String)> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    Some((digits.parse().ok()?, unit.trim().to_ascii_lowercase()))
 }
 
 /// `$XDG_STATE_HOME/pgwarp/spill-<slot>` when `XDG_STATE_HOME` is set, else

@@ -166,30 +166,17 @@ db\\:2:*:*:bob:co\\:lon\\\\pw
 short:line
 *:*:*:*:fallback
 ";
-        assert_eq!(
-            pw(find_in(file, key("db1", 5432, "app", "alice"))).unwrap(),
-            "first"
-        );
-        assert_eq!(
-            pw(find_in(file, key("db9", 5432, "app", "alice"))).unwrap(),
-            "second"
-        );
-        assert_eq!(
-            pw(find_in(file, key("db:2", 7, "x", "bob"))).unwrap(),
-            "co:lon\\pw"
-        );
-        assert_eq!(
-            pw(find_in(file, key("/tmp/sock", 5433, "d", "u"))).unwrap(),
-            "socketpw"
-        );
-        assert_eq!(
-            pw(find_in(file, key("*", 1, "d", "u"))).unwrap(),
-            "literal-star"
-        );
-        assert_eq!(
-            pw(find_in(file, key("db1", 5432, "app", "carol"))).unwrap(),
-            "fallback"
-        );
+        let cases = [
+            (key("db1", 5432, "app", "alice"), "first"),
+            (key("db9", 5432, "app", "alice"), "second"),
+            (key("db:2", 7, "x", "bob"), "co:lon\\pw"),
+            (key("/tmp/sock", 5433, "d", "u"), "socketpw"),
+            (key("*", 1, "d", "u"), "literal-star"),
+            (key("db1", 5432, "app", "carol"), "fallback"),
+        ];
+        for (k, want) in cases {
+            assert_eq!(pw(find_in(file, k)).as_deref(), Some(want), "{k:?}");
+        }
         assert_eq!(
             pw(find_in(
                 "db1:5432:app:alice:x\n",

@@ -51,18 +51,13 @@ pub async fn citus_tables(target: &Client, tables: &[String]) -> Result<Vec<Stri
     if !exists {
         return Ok(Vec::new());
     }
-    let rows = target
-        .query(
-            "SELECT n FROM unnest($1::text[]) n \
-              WHERE to_regclass(n) IN (SELECT logicalrelid FROM pg_dist_partition)",
-            &[&tables],
-        )
-        .await
-        .map_err(SchemaError::query(WHAT, "target"))?;
-    rows.iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(SchemaError::query(WHAT, "target"))
+    names_where(
+        target,
+        tables,
+        "to_regclass(n) IN (SELECT logicalrelid FROM pg_dist_partition)",
+        WHAT,
+    )
+    .await
 }
 
 /// Runs the target part of `text` in one transaction.
@@ -98,19 +93,33 @@ pub async fn nonempty_shells(
     target: &Client,
     tables: &[String],
 ) -> Result<Vec<String>, SchemaError> {
-    const WHAT: &str = "could not read the size of the shell tables";
+    names_where(
+        target,
+        tables,
+        "to_regclass(n) IS NOT NULL AND pg_catalog.pg_relation_size(to_regclass(n)) > 0",
+        "could not read the size of the shell tables",
+    )
+    .await
+}
+
+/// The names `n` among `tables` for which the SQL condition `condition` holds on the target.
+async fn names_where(
+    target: &Client,
+    tables: &[String],
+    condition: &str,
+    what: &'static str,
+) -> Result<Vec<String>, SchemaError> {
     let rows = target
         .query(
-            "SELECT n FROM unnest($1::text[]) n \
-              WHERE to_regclass(n) IS NOT NULL AND pg_catalog.pg_relation_size(to_regclass(n)) > 0",
+            &format!("SELECT n FROM unnest($1::text[]) n WHERE {condition}"),
             &[&tables],
         )
         .await
-        .map_err(SchemaError::query(WHAT, "target"))?;
+        .map_err(SchemaError::query(what, "target"))?;
     rows.iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()
-        .map_err(SchemaError::query(WHAT, "target"))
+        .map_err(SchemaError::query(what, "target"))
 }
 
 #[cfg(test)]

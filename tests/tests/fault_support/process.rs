@@ -1,29 +1,21 @@
 //! Running `pgwarp` as a separate process, to see exactly what an operator sees: the exit
 //! status, stdout, and stderr with the logs, and to stop, kill or signal it for real.
 //!
-//! The child is this very test executable started with `--ignored --exact child_entry`: the
-//! `child_entry` test of the calling test file (which must call [`child_main`]) turns the
-//! arguments in `PGWARP_FAULT_CHILD_ARGS` into a call of `pgwarp::cli::main_from`, which is
-//! all the `pgwarp` binary's `main` does. So no `cargo build` of the binary is needed, and it
-//! cannot be a stale one. A marker line on stdout separates the test harness's own banner from
-//! what `pgwarp` printed.
+//! How the child is started is [`pgwarp_tests::child`]'s: the `child_entry` test of the
+//! calling test file must call [`child_main`]. A marker line on stdout separates the test
+//! harness's own banner from what `pgwarp` printed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const ARGS_ENV: &str = "PGWARP_FAULT_CHILD_ARGS";
-const SEPARATOR: char = '\u{1f}';
 const STDOUT_MARKER: &str = "\u{1e}pgwarp-stdout-begins\u{1e}";
 
 /// Call from `#[test] #[ignore] fn child_entry()` in every test file that runs `pgwarp`.
 pub fn child_main() {
-    let Ok(args) = std::env::var(ARGS_ENV) else {
+    let Some(argv) = pgwarp_tests::child::argv() else {
         return;
     };
-    let argv: Vec<String> = std::iter::once("pgwarp".to_owned())
-        .chain(args.split(SEPARATOR).map(str::to_owned))
-        .collect();
     println!("{STDOUT_MARKER}");
     let code = pgwarp::cli::main_from(argv);
     std::process::exit(exit_status(code));
@@ -86,17 +78,7 @@ impl Pgwarp {
     }
 
     fn command(&self) -> Command {
-        let exe = std::env::current_exe().expect("the test executable");
-        let mut cmd = Command::new(exe);
-        cmd.args([
-            "--ignored",
-            "--exact",
-            "child_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ARGS_ENV, self.args.join(&SEPARATOR.to_string()))
-        .stdin(Stdio::null());
+        let mut cmd = pgwarp_tests::child::command(&self.args).unwrap_or_else(|e| panic!("{e}"));
         for name in &self.env_remove {
             cmd.env_remove(name);
         }

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use pgwarp_decoder::Lsn;
 use pgwarp_tests::cluster::{CitusCluster, CitusFixture, ClusterSpec};
+use pgwarp_tests::rows::assert_rows_equal;
+use pgwarp_tests::sync_config::SyncConfig;
+use pgwarp_tests::sync_state::sync_phase;
 use pgwarp_tests::{PgServer, ServerOptions, TestDb, quote_ident, unique_name};
 
 use super::process::{Pgwarp, Running};
@@ -77,10 +80,7 @@ impl Scenario {
             .create_database("fault_source")
             .unwrap_or_else(|e| panic!("could not create the source database: {e}"));
         source
-            .execute(&format!(
-                "CREATE SCHEMA {s}; SET search_path TO {s}; {source_ddl}",
-                s = quote_ident(&schema)
-            ))
+            .create_schema(&schema, source_ddl)
             .unwrap_or_else(|e| panic!("could not create the source tables: {e}"));
         Scenario {
             source_conninfo: source.conn_string(),
@@ -124,10 +124,7 @@ impl Scenario {
     /// Runs SQL on the source with the schema on the search path.
     pub fn src(&self, sql: &str) {
         self.source
-            .execute(&format!(
-                "SET search_path TO {}; {sql}",
-                quote_ident(&self.schema)
-            ))
+            .execute_in(&self.schema, sql)
             .unwrap_or_else(|e| panic!("source SQL failed: {e}\n{sql}"));
     }
 
@@ -159,20 +156,16 @@ impl Scenario {
     /// [`Scenario::config_file`] with `tables` as SQL names and a publication name.
     pub fn config_file_for(&self, tables: &[String], publication: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join("pgwarp.toml");
-        let list: Vec<String> = tables.iter().map(|t| toml_string(t)).collect();
-        let text = format!(
-            "source = {}\ntarget = {}\ntables = [{}]\nslot = \"{slot}\"\npublication = {}\n\
-             parallel = 2\nspill_dir = {}\nprogress = \"never\"\n{extra}\n\
-             [limits]\ntransaction_memory = \"256kB\"\nqueue_bytes = \"2MB\"\n\
-             batch_bytes = \"1MB\"\nsnapshot_batch_bytes = \"256kB\"\nchunk_bytes = \"256kB\"\n",
-            toml_string(&self.source_conninfo),
-            toml_string(&self.target_conninfo),
-            list.join(", "),
-            toml_string(publication),
-            toml_string(&self.spill_dir().display().to_string()),
-            slot = self.slot,
-        );
-        std::fs::write(&path, text).expect("write the config file");
+        let config = SyncConfig {
+            source: &self.source_conninfo,
+            target: &self.target_conninfo,
+            tables,
+            slot: &self.slot,
+            publication,
+            spill_dir: &self.spill_dir(),
+            extra,
+        };
+        std::fs::write(&path, config.to_toml()).expect("write the config file");
         path
     }
 
@@ -187,15 +180,7 @@ impl Scenario {
 
     /// The phase in `pgwarp.sync_state`, if the sync got that far.
     pub fn phase(&self) -> Option<String> {
-        self.fixture
-            .coordinator()
-            .query_rows(&format!(
-                "SELECT phase FROM pgwarp.sync_state WHERE slot = '{}'",
-                self.slot
-            ))
-            .ok()
-            .and_then(|rows| rows.into_iter().next())
-            .and_then(|row| row.into_iter().next().flatten())
+        sync_phase(&self.fixture, &self.slot)
     }
 
     /// The slot's `confirmed_flush_lsn`, if the slot exists and has one.
@@ -276,50 +261,6 @@ impl Scenario {
             .unwrap_or_else(|e| panic!("could not read {table} on the cluster: {e}"));
         assert_rows_equal(table, &source, &target);
     }
-}
-
-/// Row-for-row equality with a readable failure.
-pub fn assert_rows_equal(
-    table: &str,
-    source: &[Vec<Option<String>>],
-    target: &[Vec<Option<String>>],
-) {
-    if source == target {
-        return;
-    }
-    let missing: Vec<_> = source
-        .iter()
-        .filter(|r| target.binary_search(r).is_err())
-        .take(5)
-        .collect();
-    let extra: Vec<_> = target
-        .iter()
-        .filter(|r| source.binary_search(r).is_err())
-        .take(5)
-        .collect();
-    panic!(
-        "table {table} differs: source {} rows, target {} rows\nmissing on target (first 5): \
-         {missing:?}\nextra on target (first 5): {extra:?}",
-        source.len(),
-        target.len()
-    );
-}
-
-/// A TOML basic string.
-pub fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Polls `condition` until it holds; fails with pgwarp's output if pgwarp exits first or

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use pgwarp_tests::cluster::ClusterSpec;
 use pgwarp_tests::{TestDb, quote_ident};
 use tokio::task::JoinHandle;
 
@@ -21,6 +22,35 @@ pub const STOREFRONT_DDL: &str = "
                          status text, PRIMARY KEY (user_id, order_id));
     CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2));
     CREATE TABLE events (id bigint PRIMARY KEY, kind text, at timestamptz);";
+
+/// The cluster spec for [`STOREFRONT_DDL`]: `users` hash-distributed in 16 shards, `orders`
+/// colocated with it, `products` a reference table, `events` hash-distributed in 4 shards.
+pub fn storefront_spec() -> ClusterSpec {
+    ClusterSpec::new()
+        .distributed(
+            "users",
+            "CREATE TABLE users (user_id bigint PRIMARY KEY, name text NOT NULL, score int, bio text)",
+            "user_id",
+            16,
+        )
+        .distributed_colocated(
+            "orders",
+            "CREATE TABLE orders (user_id bigint NOT NULL, order_id bigint NOT NULL, \
+             amount numeric(12,2), status text, PRIMARY KEY (user_id, order_id))",
+            "user_id",
+            "users",
+        )
+        .reference(
+            "products",
+            "CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2))",
+        )
+        .distributed(
+            "events",
+            "CREATE TABLE events (id bigint PRIMARY KEY, kind text, at timestamptz)",
+            "id",
+            4,
+        )
+}
 
 /// Initial rows: `users` users (one in 50 with a TOASTed bio), 3 orders each, 200 products,
 /// 2000 events.

@@ -15,6 +15,9 @@ use pgwarp::pipeline::CancellationToken;
 use pgwarp::pipeline::stats::Stats;
 use pgwarp::pipeline::{self, SyncOptions, SyncOutcome};
 use pgwarp_tests::cluster::{CitusCluster, CitusFixture, ClusterSpec};
+pub use pgwarp_tests::rows::assert_rows_equal;
+use pgwarp_tests::sync_config::SyncConfig;
+use pgwarp_tests::sync_state::sync_phase;
 use pgwarp_tests::{PgServer, ServerOptions, TestDb, quote_ident, unique_name};
 
 /// The source server of this test binary: `logical_decoding_work_mem` at its 64 kB minimum,
@@ -42,21 +45,26 @@ pub fn source_db(prefix: &str, schema: &str, ddl: &str) -> TestDb {
     let db = source_server()
         .create_database(prefix)
         .unwrap_or_else(|e| panic!("could not create the source database: {e}"));
-    db.execute(&format!(
-        "CREATE SCHEMA {s}; SET search_path TO {s}; {ddl}",
-        s = quote_ident(schema)
-    ))
-    .unwrap_or_else(|e| panic!("could not create the source tables: {e}"));
+    db.create_schema(schema, ddl)
+        .unwrap_or_else(|e| panic!("could not create the source tables: {e}"));
+    db
+}
+
+/// A plain PostgreSQL target database on the shared server, with `schema` created and `ddl`
+/// run in it (unqualified names).
+pub fn plain_target(prefix: &str, schema: &str, ddl: &str) -> TestDb {
+    let db = PgServer::shared()
+        .create_database(prefix)
+        .unwrap_or_else(|e| panic!("could not create the target database: {e}"));
+    db.create_schema(schema, ddl)
+        .unwrap_or_else(|e| panic!("could not create the target tables: {e}"));
     db
 }
 
 /// Runs `sql` in the source database with the schema on the search path.
 pub fn src_exec(db: &TestDb, schema: &str, sql: &str) {
-    db.execute(&format!(
-        "SET search_path TO {}; {sql}",
-        quote_ident(schema)
-    ))
-    .unwrap_or_else(|e| panic!("source SQL failed: {e}\n{sql}"));
+    db.execute_in(schema, sql)
+        .unwrap_or_else(|e| panic!("source SQL failed: {e}\n{sql}"));
 }
 
 /// A cluster fixture and a source database with the same tables (in the same schema).
@@ -94,6 +102,20 @@ impl Env {
         )
     }
 
+    /// `<command> --source <source> --target <coordinator> --slot <slot>`: the start of a
+    /// `pgwarp` command line about this sync.
+    pub fn command_line(&self, command: &str) -> Vec<String> {
+        vec![
+            command.to_owned(),
+            "--source".to_owned(),
+            self.source.conn_string(),
+            "--target".to_owned(),
+            self.fixture.coordinator_conn_string().to_owned(),
+            "--slot".to_owned(),
+            self.slot.clone(),
+        ]
+    }
+
     /// Runs SQL on the source.
     pub fn src(&self, sql: &str) {
         src_exec(&self.source, &self.schema, sql);
@@ -115,36 +137,26 @@ impl Env {
     /// Writes a configuration file for syncing `tables` (small budgets, as [`settings`]).
     pub fn config_file(&self, dir: &std::path::Path, tables: &[&str]) -> std::path::PathBuf {
         let path = dir.join(format!("{}.toml", self.slot));
-        let list: Vec<String> = tables
+        let tables: Vec<String> = tables
             .iter()
-            .map(|t| format!("\"{}.{}\"", self.schema, t))
+            .map(|t| format!("{}.{}", self.schema, t))
             .collect();
-        let text = format!(
-            "source = \"{}\"\ntarget = \"{}\"\ntables = [{}]\nslot = \"{slot}\"\n\
-             publication = \"{slot}\"\nparallel = 2\nspill_dir = \"{}\"\nprogress = \"never\"\n\
-             [limits]\ntransaction_memory = \"256kB\"\nqueue_bytes = \"2MB\"\n\
-             batch_bytes = \"1MB\"\nsnapshot_batch_bytes = \"256kB\"\nchunk_bytes = \"256kB\"\n",
-            self.source.conn_string(),
-            self.fixture.coordinator_conn_string(),
-            list.join(", "),
-            dir.join("spill").display(),
-            slot = self.slot,
-        );
-        std::fs::write(&path, text).expect("write the config file");
+        let config = SyncConfig {
+            source: &self.source.conn_string(),
+            target: self.fixture.coordinator_conn_string(),
+            tables: &tables,
+            slot: &self.slot,
+            publication: &self.slot,
+            spill_dir: &dir.join("spill"),
+            extra: "",
+        };
+        std::fs::write(&path, config.to_toml()).expect("write the config file");
         path
     }
 
     /// The phase in `pgwarp.sync_state`, if the sync got that far.
     pub fn phase(&self) -> Option<String> {
-        self.fixture
-            .coordinator()
-            .query_rows(&format!(
-                "SELECT phase FROM pgwarp.sync_state WHERE slot = '{}'",
-                self.slot
-            ))
-            .ok()
-            .and_then(|rows| rows.into_iter().next())
-            .and_then(|row| row.into_iter().next().flatten())
+        sync_phase(&self.fixture, &self.slot)
     }
 
     /// (done, total) snapshot chunks.
@@ -233,18 +245,9 @@ pub async fn run_sync(
     until_caught_up: bool,
     cancel: &CancellationToken,
 ) -> Result<SyncOutcome, String> {
-    let report = pgwarp::check::run(settings)
+    run_sync_stats(settings, until_caught_up, cancel)
         .await
-        .map_err(|e| format!("check failed: {e}"))?;
-    if !report.is_ok() {
-        return Err(format!("check found problems: {:#?}", report.problems));
-    }
-    let prepared = pipeline::prepare(settings)
-        .await
-        .map_err(|e| format!("prepare failed: {e}"))?;
-    pipeline::run(&prepared, SyncOptions { until_caught_up }, cancel)
-        .await
-        .map_err(|e| format!("sync failed: {e}"))
+        .map(|(outcome, _)| outcome)
 }
 
 /// Like [`run_sync`], also returning the run's counters.
@@ -288,37 +291,6 @@ pub fn source_rows(db: &TestDb, schema: &str, table: &str) -> Vec<Vec<Option<Str
         .unwrap_or_else(|e| panic!("could not read {table} on the source: {e}"));
     rows.sort();
     rows
-}
-
-/// Row-for-row equality with a readable failure.
-pub fn assert_rows_equal(
-    table: &str,
-    source: &[Vec<Option<String>>],
-    target: &[Vec<Option<String>>],
-) {
-    if source == target {
-        return;
-    }
-    // sets, not `contains` on slices: a quadratic diff of tens of thousands of rows takes
-    // minutes in a debug build
-    let source_set: std::collections::HashSet<_> = source.iter().collect();
-    let target_set: std::collections::HashSet<_> = target.iter().collect();
-    let missing: Vec<_> = source
-        .iter()
-        .filter(|r| !target_set.contains(r))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = target
-        .iter()
-        .filter(|r| !source_set.contains(r))
-        .take(5)
-        .collect();
-    panic!(
-        "table {table} differs: source {} rows, target {} rows\nmissing on target (first 5): \
-         {missing:?}\nextra on target (first 5): {extra:?}",
-        source.len(),
-        target.len()
-    );
 }
 
 /// Every row of every shard of `table` hashes into its shard's range (checked on each node

@@ -1,26 +1,15 @@
-//! Running `pgwarp` in a child process, to kill it for real (`kill -9`, SIGINT).
-//!
-//! The child is this very test executable, started with `--ignored --exact child_entry`: the
-//! `child_entry` test of the test crate (see [`child_main`]) turns the arguments in
-//! `PGWARP_CHILD_ARGS` into a call of `pgwarp::cli::main_from`, which is all the `pgwarp`
-//! binary's `main` does. So the process that gets killed runs the binary's code, yet needs no
-//! `cargo build` of the binary and cannot be a stale build of it.
+//! Running `pgwarp` in a child process, to kill it for real (`kill -9`, SIGINT). How the child
+//! is started is [`pgwarp_tests::child`]'s; this module adds a combined log and waiting.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const ARGS_ENV: &str = "PGWARP_CHILD_ARGS";
-const SEPARATOR: char = '\u{1f}';
-
 /// Call from a `#[test] #[ignore] fn child_entry()` in every test crate that spawns children.
 pub fn child_main() {
-    let Ok(args) = std::env::var(ARGS_ENV) else {
+    let Some(argv) = pgwarp_tests::child::argv() else {
         return;
     };
-    let argv: Vec<String> = std::iter::once("pgwarp".to_owned())
-        .chain(args.split(SEPARATOR).map(str::to_owned))
-        .collect();
     let code = pgwarp::cli::main_from(argv);
     std::process::exit(if code == std::process::ExitCode::SUCCESS {
         0
@@ -38,23 +27,14 @@ pub struct PgwarpProcess {
 impl PgwarpProcess {
     /// Starts `pgwarp <args>`, output to `log`.
     pub fn spawn(args: &[String], log: &Path) -> PgwarpProcess {
-        let exe = std::env::current_exe().expect("the test executable");
         let out = std::fs::File::create(log).expect("create the child's log");
         let err = out.try_clone().expect("clone the log file");
-        let child = Command::new(exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "child_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ARGS_ENV, args.join(&SEPARATOR.to_string()))
+        let child = pgwarp_tests::child::command(args)
+            .unwrap_or_else(|e| panic!("{e}"))
             .env(
                 "PGWARP_LOG",
                 std::env::var("PGWARP_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()

@@ -6,7 +6,7 @@
 use pgwarp::cli::verify::exit_status;
 use pgwarp::cli::{Cli, run};
 use pgwarp_tests::cluster::CitusFixture;
-use pgwarp_tests::{PgServer, TestDb, quote_ident};
+use pgwarp_tests::{PgServer, TestDb};
 
 /// What a command run produced: the exit status the binary would return, its stdout, and the
 /// message it would print on stderr.
@@ -27,6 +27,44 @@ impl Outcome {
         assert_eq!(self.status, status, "unexpected exit status: {self:#?}");
         self
     }
+
+    /// Panics with stdout unless it contains `text`.
+    #[track_caller]
+    pub fn expect_stdout(&self, text: &str) -> &Self {
+        assert!(self.stdout.contains(text), "{}", self.stdout);
+        self
+    }
+
+    /// Panics with stderr unless it contains `text`.
+    #[track_caller]
+    pub fn expect_stderr(&self, text: &str) -> &Self {
+        assert!(self.stderr.contains(text), "{}", self.stderr);
+        self
+    }
+}
+
+/// Runs `pgwarp plan --source <source> --schemas <schemas> --min-size <min_size>` and `extra`.
+pub async fn plan(source: &str, schemas: &str, min_size: &str, extra: &[&str]) -> Outcome {
+    let mut args = vec![
+        "plan",
+        "--source",
+        source,
+        "--schemas",
+        schemas,
+        "--min-size",
+        min_size,
+    ];
+    args.extend_from_slice(extra);
+    pgwarp(&args).await
+}
+
+/// Runs `pgwarp verify --source <source> --target <target> --tables <tables>` and `extra`.
+pub async fn verify(source: &str, target: &str, tables: &str, extra: &[&str]) -> Outcome {
+    let mut args = vec![
+        "verify", "--source", source, "--target", target, "--tables", tables,
+    ];
+    args.extend_from_slice(extra);
+    pgwarp(&args).await
 }
 
 /// Runs `pgwarp <args>` in-process. Argument errors give clap's status (2).
@@ -66,18 +104,13 @@ pub fn source_db(schema: &str, ddl: &str) -> TestDb {
     let db = PgServer::shared()
         .create_database("src")
         .expect("source db");
-    db.execute(&format!(
-        "CREATE SCHEMA {s}; SET search_path = {s}; {ddl}",
-        s = quote_ident(schema)
-    ))
-    .expect("source tables");
+    db.create_schema(schema, ddl).expect("source tables");
     db
 }
 
 /// Runs `sql` on the source with the fixture's schema on the search path.
 pub fn source_exec(db: &TestDb, schema: &str, sql: &str) {
-    db.execute(&format!("SET search_path = {}; {sql}", quote_ident(schema)))
-        .expect("source statement");
+    db.execute_in(schema, sql).expect("source statement");
 }
 
 /// `host:port` of the node holding `group`, as verify names nodes.

@@ -410,6 +410,16 @@ mod tests {
             .collect()
     }
 
+    /// `products` of catalog-sample.txt: the reference table's one shard, placed on groups 0..2.
+    fn products_shard() -> ShardRow {
+        ShardRow {
+            shard_id: 102072,
+            min: None,
+            max: None,
+            groups: vec![0, 1, 2],
+        }
+    }
+
     #[test]
     fn catalog_sample_hash_table() {
         let t = citus_table(
@@ -438,17 +448,11 @@ mod tests {
 
     #[test]
     fn catalog_sample_reference_table() {
-        let shard = ShardRow {
-            shard_id: 102072,
-            min: None,
-            max: None,
-            groups: vec![0, 1, 2],
-        };
         let t = citus_table(
             rel("products"),
             &part("n", "t", 2),
             None,
-            vec![shard],
+            vec![products_shard()],
             &sample_nodes(),
         )
         .unwrap();
@@ -540,17 +544,11 @@ mod tests {
             "{err:?}"
         );
         // A reference table skips the inactive node.
-        let shard = ShardRow {
-            shard_id: 102072,
-            min: None,
-            max: None,
-            groups: vec![0, 1, 2],
-        };
         let t = citus_table(
             rel("products"),
             &part("n", "t", 2),
             None,
-            vec![shard],
+            vec![products_shard()],
             &nodes,
         )
         .unwrap();
