@@ -59,8 +59,11 @@ struct Args {
     /// Record a system-wide `perf record -a -g` of each pgwarp snapshot and drain into DIR.
     #[arg(long, value_name = "DIR")]
     perf: Option<PathBuf>,
+    /// Measure pgwarp's snapshots only: skip the backlog drains and lag of `pgwarp-p2`.
+    #[arg(long)]
+    snapshot_only: bool,
     /// Only render DIR/results.json again (results.md and the plots), running nothing.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["quick", "only", "perf"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["quick", "only", "perf", "snapshot_only"])]
     render: Option<PathBuf>,
 }
 
@@ -101,6 +104,7 @@ impl Args {
             pgwarp: self.pgwarp,
             seed: self.seed,
             perf: self.perf,
+            snapshot_only: self.snapshot_only,
             command: std::iter::once("pgwarp-bench".to_owned())
                 .chain(std::env::args().skip(1))
                 .collect::<Vec<_>>()

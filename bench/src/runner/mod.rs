@@ -94,6 +94,8 @@ pub struct Config {
     pub seed: i64,
     /// Record a system-wide `perf` profile of each pgwarp phase into this directory.
     pub perf: Option<PathBuf>,
+    /// pgwarp's snapshots only: no backlog drains or lag for `pgwarp-p2`.
+    pub snapshot_only: bool,
     /// The command line, for the report.
     pub command: String,
 }
@@ -261,7 +263,7 @@ pub async fn run(cfg: &Config) -> Result<Results> {
     for (c, parallel) in [(Contender::PgwarpP1, 1), (Contender::PgwarpP2, 2)] {
         if cfg.runs(c) {
             step(&mut r, &format!("pgwarp --parallel {parallel}"));
-            let full = c == Contender::PgwarpP2;
+            let full = c == Contender::PgwarpP2 && !cfg.snapshot_only;
             if let Err(e) = steps::pgwarp(&ctx, &mut r, parallel, full, native_capacity).await {
                 error_row(&ctx, &mut r, &results::names::pgwarp(parallel), &e);
             }

@@ -18,7 +18,7 @@
 //! queue_bytes = "16MiB"           # per node: changes waiting to be applied
 //! batch_bytes = "8MiB"            # per node: largest batch applied in one transaction
 //! transaction_memory = "64MiB"    # streamed transactions kept in memory before spilling
-//! snapshot_batch_bytes = "2MiB"   # per reader and node: rows per snapshot COPY
+//! snapshot_batch_bytes = "16MiB"  # per snapshot reader: rows gathered for the nodes
 //! chunk_bytes = "64MiB"           # table size per snapshot chunk
 //!
 //! [nodes."10.0.0.7:5432"]         # a worker as pg_dist_node names it
@@ -81,7 +81,7 @@ pub struct RawLimits {
     pub batch_bytes: Option<RawSize>,
     /// Bytes of streamed, uncommitted transactions kept in memory before spilling to disk.
     pub transaction_memory: Option<RawSize>,
-    /// Per snapshot reader and node: bytes of rows per COPY into a shard.
+    /// Per snapshot reader: bytes of rows gathered for the nodes before waiting for a writer.
     pub snapshot_batch_bytes: Option<RawSize>,
     /// Table bytes per snapshot chunk.
     pub chunk_bytes: Option<RawSize>,

@@ -60,7 +60,9 @@ pub struct Limits {
     pub batch_bytes: u64,
     /// Streamed transactions kept in memory before spilling to `spill_dir`. 64 MiB.
     pub transaction_memory: u64,
-    /// Per snapshot reader and node: rows per COPY into a shard. 2 MiB.
+    /// Per snapshot reader: rows gathered for the nodes before the reader waits for a writer
+    /// (as much again may be queued or being written); a batch's COPY into a shard gets about
+    /// this divided by the table's shards. 16 MiB.
     pub snapshot_batch_bytes: u64,
     /// Table bytes per snapshot chunk. 64 MiB.
     pub chunk_bytes: u64,
@@ -72,7 +74,7 @@ impl Default for Limits {
             queue_bytes: 16 * MIB,
             batch_bytes: 8 * MIB,
             transaction_memory: 64 * MIB,
-            snapshot_batch_bytes: 2 * MIB,
+            snapshot_batch_bytes: 16 * MIB,
             chunk_bytes: 64 * MIB,
         }
     }

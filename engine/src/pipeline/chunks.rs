@@ -7,12 +7,18 @@
 //! snapshot's rows reached new pages) must not lose rows past the planned end.
 //!
 //! Sizing: about `chunk_pages` pages per chunk, so one chunk's COPY is bounded work that can
-//! be recorded as done and skipped on resume; and at least `parallel` chunks for a table big
-//! enough to be worth splitting (`MIN_SPLIT_PAGES` per chunk), so a single large table still
-//! keeps every reader busy. Small tables are one chunk.
+//! be recorded as done and skipped on resume; and, for a table big enough to be worth
+//! splitting (`MIN_SPLIT_PAGES` per chunk), `CHUNKS_PER_READER` chunks per reader, so a single
+//! large table keeps every reader busy and the readers, taking the biggest chunks first, end
+//! within a small chunk of each other. Small tables are one chunk. Extra chunks cost little:
+//! a reader's batches to the nodes run across chunk boundaries, and a chunk is recorded done
+//! without stopping the reader.
 
 /// Pages below which a chunk is not split further for parallelism (1 MiB of 8 KiB pages).
 pub const MIN_SPLIT_PAGES: u64 = 128;
+
+/// Chunks per reader a large table is split into at least.
+pub const CHUNKS_PER_READER: u64 = 4;
 
 /// One chunk: pages `[start, end)`, or `[start, ∞)` when `end` is `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +48,9 @@ impl PageRange {
 pub fn plan_chunks(pages: u64, parallel: usize, chunk_pages: u64) -> Vec<PageRange> {
     let chunk_pages = chunk_pages.max(1);
     let by_size = pages.div_ceil(chunk_pages);
-    let by_parallelism = (parallel as u64).min(pages / MIN_SPLIT_PAGES);
+    let by_parallelism = (parallel as u64)
+        .saturating_mul(CHUNKS_PER_READER)
+        .min(pages / MIN_SPLIT_PAGES);
     let count = by_size.max(by_parallelism).max(1);
     let mut ranges = Vec::with_capacity(count as usize);
     for i in 0..count {
@@ -74,27 +82,53 @@ mod tests {
 
     #[test]
     fn medium_tables_split_for_parallelism() {
+        // 4 readers: 16 chunks wanted, but no chunk below 128 pages: 7 chunks
         let r = plan_chunks(1000, 4, 100_000);
-        assert_eq!(r.len(), 4);
+        assert_eq!(r.len(), 7);
         assert_eq!(
             r[0],
             PageRange {
                 start: 0,
-                end: Some(250)
+                end: Some(142)
             }
         );
         assert_eq!(
-            r[3],
+            r[6],
             PageRange {
-                start: 750,
+                start: 857,
                 end: None
             }
         );
         assert_eq!(
             r[1].predicate(),
-            "ctid >= '(250,0)'::tid AND ctid < '(500,0)'::tid"
+            "ctid >= '(142,0)'::tid AND ctid < '(285,0)'::tid"
         );
-        assert_eq!(r[3].predicate(), "ctid >= '(750,0)'::tid");
+        assert_eq!(r[6].predicate(), "ctid >= '(857,0)'::tid");
+    }
+
+    #[test]
+    fn large_tables_get_chunks_per_reader() {
+        // 3,300 pages (a 26 MB table) with 2 readers and 64 MiB chunks: 8 even chunks
+        let r = plan_chunks(3300, 2, 8192);
+        let bounds: Vec<(u64, Option<u64>)> = r.iter().map(|c| (c.start, c.end)).collect();
+        assert_eq!(
+            bounds,
+            vec![
+                (0, Some(412)),
+                (412, Some(825)),
+                (825, Some(1237)),
+                (1237, Some(1650)),
+                (1650, Some(2062)),
+                (2062, Some(2475)),
+                (2475, Some(2887)),
+                (2887, None),
+            ]
+        );
+        // one reader: 4 chunks
+        let r = plan_chunks(3300, 1, 8192);
+        let starts: Vec<u64> = r.iter().map(|c| c.start).collect();
+        assert_eq!(starts, vec![0, 825, 1650, 2475]);
+        assert_eq!(r[3].end, None);
     }
 
     #[test]

@@ -4,12 +4,22 @@
 //!  exporter (slot creation, or a fresh pg_export_snapshot on resume)
 //!     │ snapshot name                          held idle until every reader has imported it
 //!     ▼
-//!  reader 1..N ── COPY chunk TO STDOUT (binary) ── route each tuple ──► per-node batch
-//!     │                                                                  │ (one in flight)
-//!     │                                                                  ▼
-//!     └─ chunk done when all its batches committed ◄── writer per node: COPY into shards
-//!        (recorded in pgwarp.snapshot_chunks with the snapshot's xmin)
+//!  reader 1..N ── COPY chunk TO STDOUT (binary) ── route each tuple ──► per-node batches
+//!     │                                                                  │ (byte-bounded)
+//!     │ chunk read to its end: hand it over, read the next one           ▼
+//!     └──► recorder ◄── batch numbers committed ──── writer per node: COPY into shards,
+//!            │                                       one transaction per batch, in order
+//!            ▼
+//!          pgwarp.snapshot_chunks: chunk done (with the snapshot's xmin) once its last
+//!          batch is committed on every node
 //! ```
+//!
+//! Each reader keeps its source, its writers and its recorder busy at once: batches are cut
+//! by size, not at chunk ends (a chunk's tail rides with the next chunk's head), and a chunk
+//! is recorded by the recorder once the batches holding its last rows are committed on every
+//! node, while the reader already reads the next chunk. A reader's memory is bounded by
+//! `snapshot_batch_bytes` of rows being gathered plus as much queued or being written, however
+//! large the table or the cluster (see `batcher`).
 //!
 //! # First run
 //!
@@ -63,8 +73,10 @@
 //! index). Limit: `age()` compares 32-bit xids, so a resume must happen within two billion
 //! transactions of the interrupted run.
 
+mod batcher;
 mod copy_out;
 mod reader;
+mod recorder;
 mod writer;
 
 use std::collections::VecDeque;
@@ -153,14 +165,15 @@ pub fn plan_table(rt: &RouteTable, parallel: usize, chunk_bytes: u64) -> Vec<Pla
         .collect()
 }
 
-/// Jobs for a stored plan: `Fresh` for a first run, else by each chunk's completion.
+/// Jobs for a stored plan: `Fresh` for a first run, else by each chunk's completion; in
+/// [`biggest_first`] order.
 pub fn jobs(
     routes: &RouteMap,
     rows: &[ChunkRow],
     first_run: bool,
 ) -> Result<Vec<ChunkJob>, PipelineError> {
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
+    for row in biggest_first(rows).into_iter().filter_map(|i| rows.get(i)) {
         let table = routes.find_stored(&row.table).ok_or_else(|| {
             PipelineError::State(format!(
                 "pgwarp.snapshot_chunks names table \"{}\", which is not part of this sync",
@@ -179,11 +192,22 @@ pub fn jobs(
             mode,
         });
     }
-    // biggest tables first, so the tail of the snapshot is short chunks
-    out.sort_by_key(|j| {
-        std::cmp::Reverse(routes.tables.get(j.table).map_or(0, |t| t.source.pages))
-    });
     Ok(out)
+}
+
+/// The order chunks are copied in, as indices of `rows`: the biggest tables' chunks first,
+/// each table's in plan order. A table's chunks are of even size and large tables have at
+/// least `CHUNKS_PER_READER` per reader, so this is, but for rounding, biggest chunk first:
+/// readers take the next chunk when they finish one and end within a small chunk of each
+/// other. (Plan order within a table also keeps the order of the ctid ranges, which a
+/// reader's batches, running across chunk boundaries, then follow.)
+fn biggest_first(rows: &[ChunkRow]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| {
+        rows.get(i)
+            .map(|r| (std::cmp::Reverse(r.pages), r.table.as_str(), r.chunk))
+    });
+    order
 }
 
 /// Copies `jobs` inside the snapshot `snapshot_name`. `release` runs once every reader has
@@ -252,4 +276,35 @@ pub async fn copy(
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .len();
     Ok(left == 0 && !stop.is_cancelled())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(table: &str, chunk: i32, start: u64, end: Option<u64>, pages: u64) -> ChunkRow {
+        ChunkRow {
+            table: table.into(),
+            chunk,
+            range: PageRange { start, end },
+            filenode: 1,
+            pages,
+            done_xmin: None,
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn biggest_tables_go_first_with_their_chunks_in_plan_order() {
+        let rows = [
+            row("public.small", 0, 0, None, 10),
+            row("public.big", 2, 800, None, 1000),
+            row("public.big", 0, 0, Some(400), 1000),
+            row("public.mid", 0, 0, None, 500),
+            row("public.big", 1, 400, Some(800), 1000),
+            row("public.empty", 0, 0, None, 0),
+        ];
+        assert_eq!(biggest_first(&rows), vec![2, 4, 1, 3, 0, 5]);
+    }
 }
