@@ -52,8 +52,8 @@ use std::time::Duration;
 use pgwarp_decoder::Lsn;
 use tokio_postgres::Client;
 
-use crate::citus::Topology;
 use crate::citus::names::quote_ident;
+use crate::citus::{Topology, TopologyWatch};
 use crate::config::{Settings, TableScope};
 use crate::conn::connect;
 use crate::error::Classify;
@@ -100,6 +100,8 @@ pub struct Prepared {
     pub nodes: Vec<NodeTarget>,
     /// Live counters (for progress display and metrics).
     pub stats: Arc<Stats>,
+    /// Detects changes of the catalog rows the routes were built from (placement guard).
+    pub watch: TopologyWatch,
 }
 
 /// The tables of the scope, as `"schema"."name"` resolved on the source.
@@ -161,6 +163,7 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared, PipelineError> {
         routes: Arc::new(routes),
         nodes,
         stats,
+        watch: TopologyWatch::new(&topology),
     })
 }
 

@@ -21,14 +21,14 @@
 //! A plain PostgreSQL target has one node and no shards to move: nothing is watched there.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::citus::names::quote_qualified;
-use crate::citus::{TableKind, Topology};
+use crate::citus::{TableKind, Topology, TopologyStatus, TopologyWatch};
 use crate::config::Settings;
 use crate::conn::connect;
 
@@ -221,24 +221,39 @@ pub async fn verify_on_resume(
     }
 }
 
-/// The placements of `routes`' tables on the target now.
-async fn current(settings: &Settings, routes: &RouteMap) -> Result<Placements, PipelineError> {
-    let (target, _t) = connect(&settings.target).await?;
-    let names: Vec<String> = routes
-        .tables
-        .iter()
-        .map(|t| quote_qualified(&t.citus.schema, &t.citus.name))
-        .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let topology = Topology::load(&target, &target_addr(settings), &refs).await?;
-    Ok(Placements::of_topology(routes, &topology))
+/// What a [`Guard`] compares against, and how it looks.
+struct Watched {
+    start: Placements,
+    settings: Settings,
+    routes: Arc<RouteMap>,
+}
+
+impl Watched {
+    /// The placement change since the start, if any, as the error to stop with: one digest
+    /// query ([`TopologyWatch::check`]) while nothing routing depends on changed; the topology
+    /// is reloaded and its placements compared only when the digest moved (also for changes
+    /// that leave placements alone, like a node added: then `watch` follows the new digest).
+    async fn changed(
+        &self,
+        client: &Client,
+        watch: &mut TopologyWatch,
+    ) -> Result<Option<PipelineError>, PipelineError> {
+        if watch.check(client).await? == TopologyStatus::Unchanged {
+            return Ok(None);
+        }
+        let topology = watch.reload(client, &target_addr(&self.settings)).await?;
+        let now = Placements::of_topology(&self.routes, &topology);
+        *watch = TopologyWatch::new(&topology);
+        Ok(difference(&self.start, &now).map(|detail| PipelineError::PlacementChanged { detail }))
+    }
 }
 
 /// Watches the placements while a sync runs; see [`Guard::finish`].
 pub struct Guard {
     done: CancellationToken,
     task: JoinHandle<Option<PipelineError>>,
-    watched: Watched,
+    watched: Arc<Watched>,
+    watch: TopologyWatch,
 }
 
 impl Guard {
@@ -249,33 +264,43 @@ impl Guard {
         if Placements::is_static(&prepared.routes) {
             return None;
         }
-        let start = Placements::of_prepared(prepared);
-        let settings = prepared.settings.clone();
-        let routes = prepared.routes.clone();
+        let watched = Arc::new(Watched {
+            start: Placements::of_prepared(prepared),
+            settings: prepared.settings.clone(),
+            routes: prepared.routes.clone(),
+        });
         let done = CancellationToken::new();
-        let stop = done.clone();
-        let watched = Watched {
-            start: start.clone(),
-            settings: settings.clone(),
-            routes: routes.clone(),
-        };
+        let (w, stop, mut watch) = (watched.clone(), done.clone(), prepared.watch.clone());
         let task = tokio::spawn(async move {
+            let mut client: Option<Client> = None;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return None,
                     () = sync.cancelled() => return None,
                     () = tokio::time::sleep(WATCH_INTERVAL) => {}
                 }
-                match current(&settings, &routes).await {
-                    Ok(now) => {
-                        if let Some(detail) = difference(&start, &now) {
-                            tracing::error!(%detail, "shard placements changed: stopping");
-                            sync.cancel();
-                            return Some(PipelineError::PlacementChanged { detail });
-                        }
+                let checked = async {
+                    if client.is_none() {
+                        client = Some(connect(&w.settings.target).await?.0);
                     }
-                    // the pipeline reports an unreachable target itself
-                    Err(e) => tracing::debug!(error = %e, "could not check the shard placements"),
+                    match &client {
+                        Some(c) => w.changed(c, &mut watch).await,
+                        None => Ok(None),
+                    }
+                }
+                .await;
+                match checked {
+                    Ok(None) => {}
+                    Ok(Some(moved)) => {
+                        tracing::error!(error = %moved, "shard placements changed: stopping");
+                        sync.cancel();
+                        return Some(moved);
+                    }
+                    // the pipeline reports an unreachable target itself; connect again next time
+                    Err(e) => {
+                        client = None;
+                        tracing::debug!(error = %e, "could not check the shard placements");
+                    }
                 }
             }
         });
@@ -283,6 +308,7 @@ impl Guard {
             done,
             task,
             watched,
+            watch: prepared.watch.clone(),
         })
     }
 
@@ -290,7 +316,7 @@ impl Guard {
     /// ended in an error) the placements are checked once more: a write into a shard that a
     /// split just dropped fails before the next periodic check, and the split is the cause to
     /// report.
-    pub async fn finish(self, failed: bool) -> Option<PipelineError> {
+    pub async fn finish(mut self, failed: bool) -> Option<PipelineError> {
         self.done.cancel();
         if let Some(seen) = self.task.await.ok().flatten() {
             return Some(seen);
@@ -298,17 +324,13 @@ impl Guard {
         if !failed {
             return None;
         }
-        let w = &self.watched;
-        let now = current(&w.settings, &w.routes).await.ok()?;
-        difference(&w.start, &now).map(|detail| PipelineError::PlacementChanged { detail })
+        let (client, _c) = connect(&self.watched.settings.target).await.ok()?;
+        self.watched
+            .changed(&client, &mut self.watch)
+            .await
+            .ok()
+            .flatten()
     }
-}
-
-/// What a [`Guard`] compares against.
-struct Watched {
-    start: Placements,
-    settings: Settings,
-    routes: std::sync::Arc<RouteMap>,
 }
 
 #[cfg(test)]
