@@ -10,7 +10,7 @@ mod sync_support;
 
 use pgwarp_tests::cluster::ClusterSpec;
 use sync_support::Env;
-use sync_support::process::{PgwarpProcess, child_main, wait_until};
+use sync_support::process::{PgwarpProcess, child_main, sync_args, wait_until};
 
 /// The child process's entry point (see `sync_support::process`).
 #[test]
@@ -47,20 +47,9 @@ async fn split_while_streaming_stops_the_sync_and_refuses_to_resume_it() {
     );
     let dir = tempfile::tempdir().unwrap();
     let config = env.config_file(dir.path(), &["accounts", "plans"]);
-    let args = |until: bool| {
-        let mut a = vec![
-            "sync".to_owned(),
-            "-c".to_owned(),
-            config.display().to_string(),
-        ];
-        if until {
-            a.push("--until-caught-up".to_owned());
-        }
-        a
-    };
 
     // a sync that runs and streams
-    let mut p = PgwarpProcess::spawn(&args(false), &dir.path().join("1.log"));
+    let mut p = PgwarpProcess::spawn(&sync_args(&config, false), &dir.path().join("1.log"));
     env.src("UPDATE accounts SET balance = balance + 1 WHERE id % 10 = 0");
     wait_until("streamed changes are applied", &mut p, || {
         env.phase().as_deref() == Some("streaming") && env.stream_progress_recorded()
@@ -95,7 +84,7 @@ async fn split_while_streaming_stops_the_sync_and_refuses_to_resume_it() {
     }
 
     // starting it again is refused with the same explanation, before anything is written
-    let p2 = PgwarpProcess::spawn(&args(true), &dir.path().join("2.log"));
+    let p2 = PgwarpProcess::spawn(&sync_args(&config, true), &dir.path().join("2.log"));
     let (status, log2) = p2.wait().await;
     assert!(!status.success(), "pgwarp resumed after the split:\n{log2}");
     assert!(

@@ -187,12 +187,19 @@ async fn truncate_is_a_barrier_with_cascade_and_restart_identity_text() {
     truncate_barrier(false).await;
 }
 
-/// Idempotent batches (a large transaction split over batches, or a resumed snapshot) converge
-/// when replayed over any prefix of themselves.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotent_replay_converges() {
-    let source = Source::new("sink_idem_src", DDL, true);
-    let target = target("sink_idem_dst", DDL);
+/// A source and a target with ten `items` rows (TOASTed `big`), applied through a writer.
+struct Seeded {
+    source: Source,
+    target: pgwarp_tests::TestDb,
+    mapper: Mapper,
+    w: NodeWriter,
+    /// The transaction that inserted the rows.
+    base: Vec<sink_support::Txn>,
+}
+
+async fn seeded(prefix: &str) -> Seeded {
+    let source = Source::new(&format!("{prefix}_src"), DDL, true);
+    let target = target(&format!("{prefix}_dst"), DDL);
     let mut mapper = Mapper::default();
     let mut w = writer(&target, &source.slot).await;
     source.exec(&format!(
@@ -201,6 +208,26 @@ async fn idempotent_replay_converges() {
     ));
     let base = source.changes().await;
     w.apply(&mapper.batch(&base)).await.unwrap();
+    Seeded {
+        source,
+        target,
+        mapper,
+        w,
+        base,
+    }
+}
+
+/// Idempotent batches (a large transaction split over batches, or a resumed snapshot) converge
+/// when replayed over any prefix of themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_replay_converges() {
+    let Seeded {
+        source,
+        target,
+        mut mapper,
+        mut w,
+        base,
+    } = seeded("sink_idem").await;
     let workload = [
         "INSERT INTO items VALUES (11, 'a', 1, NULL); UPDATE items SET name = 'b' WHERE id = 11",
         "INSERT INTO items VALUES (12, 'a', 1, NULL); DELETE FROM items WHERE id = 12",
@@ -246,16 +273,13 @@ async fn idempotent_replay_converges() {
 /// survived: the batch's net effect deleted only its original key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_replay_over_a_later_state_removes_the_places_rows_left() {
-    let source = Source::new("sink_later_src", DDL, true);
-    let target = target("sink_later_dst", DDL);
-    let mut mapper = Mapper::default();
-    let mut w = writer(&target, &source.slot).await;
-    source.exec(&format!(
-        "INSERT INTO items SELECT g, 'n' || g, g, {} FROM generate_series(1, 10) g",
-        big("i")
-    ));
-    let base = source.changes().await;
-    w.apply(&mapper.batch(&base)).await.unwrap();
+    let Seeded {
+        source,
+        target,
+        mut mapper,
+        mut w,
+        base,
+    } = seeded("sink_later").await;
     let workload = [
         // moved (complete image), then deleted at its new key
         format!("UPDATE items SET id = 203, big = {} WHERE id = 3", big("m")),

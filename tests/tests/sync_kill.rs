@@ -13,7 +13,7 @@ mod sync_support;
 
 use sync_support::Env;
 use sync_support::load::{Load, ORDER_SEQUENCE, STOREFRONT_DDL, initial_data, storefront_spec};
-use sync_support::process::{PgwarpProcess, child_main, wait_until};
+use sync_support::process::{PgwarpProcess, child_main, sync_args, wait_until};
 use tokio_postgres::Client;
 
 const TABLES: [&str; 4] = ["users", "orders", "products", "events"];
@@ -67,18 +67,6 @@ impl EventsLock {
     }
 }
 
-fn args(config: &std::path::Path, until: bool) -> Vec<String> {
-    let mut a = vec![
-        "sync".to_owned(),
-        "-c".to_owned(),
-        config.display().to_string(),
-    ];
-    if until {
-        a.push("--until-caught-up".to_owned());
-    }
-    a
-}
-
 fn assert_all_synced(env: &Env) {
     env.assert_synced("users", Some("user_id"));
     env.assert_synced("orders", Some("user_id"));
@@ -94,7 +82,7 @@ async fn start_blocked_snapshot(
     log: &std::path::Path,
 ) -> (PgwarpProcess, EventsLock) {
     let lock = EventsLock::take(env).await;
-    let mut p = PgwarpProcess::spawn(&args(config, false), log);
+    let mut p = PgwarpProcess::spawn(&sync_args(config, false), log);
     wait_until("a snapshot chunk is done", &mut p, || {
         env.phase().as_deref() == Some("snapshot") && env.chunks().0 >= 1
     })
@@ -123,7 +111,7 @@ async fn kill_9_during_snapshot_and_during_streaming_then_resume() {
     assert!(log1.contains("replication slot created"), "{log1}");
 
     // 2. restart: the snapshot resumes, then streams; kill -9 while streaming
-    let mut p2 = PgwarpProcess::spawn(&args(&config, false), &dir.path().join("2.log"));
+    let mut p2 = PgwarpProcess::spawn(&sync_args(&config, false), &dir.path().join("2.log"));
     wait_until("streamed changes are applied", &mut p2, || {
         env.phase().as_deref() == Some("streaming") && env.stream_progress_recorded()
     })
@@ -134,7 +122,7 @@ async fn kill_9_during_snapshot_and_during_streaming_then_resume() {
 
     // 3. the load stops; a last run catches up
     load.stop().await;
-    let p3 = PgwarpProcess::spawn(&args(&config, true), &dir.path().join("3.log"));
+    let p3 = PgwarpProcess::spawn(&sync_args(&config, true), &dir.path().join("3.log"));
     let (status, log3) = p3.wait().await;
     assert!(status.success(), "{log3}");
     assert!(log3.contains("caught up"), "{log3}");
@@ -162,7 +150,7 @@ async fn sigint_during_snapshot_and_during_streaming_then_resume() {
     assert!(log1.contains("stopped; run pgwarp sync again"), "{log1}");
 
     // 2. Ctrl-C while streaming
-    let mut p2 = PgwarpProcess::spawn(&args(&config, false), &dir.path().join("2.log"));
+    let mut p2 = PgwarpProcess::spawn(&sync_args(&config, false), &dir.path().join("2.log"));
     wait_until("streamed changes are applied", &mut p2, || {
         env.phase().as_deref() == Some("streaming") && env.stream_progress_recorded()
     })
@@ -174,7 +162,7 @@ async fn sigint_during_snapshot_and_during_streaming_then_resume() {
     assert!(log2.contains("streaming stopped"), "{log2}");
 
     load.stop().await;
-    let p3 = PgwarpProcess::spawn(&args(&config, true), &dir.path().join("3.log"));
+    let p3 = PgwarpProcess::spawn(&sync_args(&config, true), &dir.path().join("3.log"));
     let (status, log3) = p3.wait().await;
     assert!(status.success(), "{log3}");
     assert_all_synced(&env);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pgwarp_tests::cluster::ClusterSpec;
 use sync_support::Env;
-use sync_support::process::{PgwarpProcess, child_main};
+use sync_support::process::{PgwarpProcess, child_main, sync_args};
 
 const BIG: &str = "CREATE TABLE big (id bigint PRIMARY KEY, payload text NOT NULL)";
 
@@ -50,13 +50,7 @@ async fn peak_rss_mib(env: &Env, dir: &std::path::Path, name: &str) -> (f64, Str
         ),
     )
     .unwrap();
-    let args = vec![
-        "sync".to_owned(),
-        "-c".to_owned(),
-        config.display().to_string(),
-        "--until-caught-up".to_owned(),
-    ];
-    let mut p = PgwarpProcess::spawn(&args, &dir.join(format!("{name}.log")));
+    let mut p = PgwarpProcess::spawn(&sync_args(&config, true), &dir.join(format!("{name}.log")));
     let status_path = format!("/proc/{}/status", p.id());
     let mut peak = 0u64;
     loop {

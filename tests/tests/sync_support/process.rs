@@ -5,6 +5,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The arguments of `pgwarp sync -c <config>`, with `--until-caught-up` when asked.
+pub fn sync_args(config: &Path, until_caught_up: bool) -> Vec<String> {
+    let mut a = vec![
+        "sync".to_owned(),
+        "-c".to_owned(),
+        config.display().to_string(),
+    ];
+    if until_caught_up {
+        a.push("--until-caught-up".to_owned());
+    }
+    a
+}
+
 /// Call from a `#[test] #[ignore] fn child_entry()` in every test crate that spawns children.
 pub fn child_main() {
     let Some(argv) = pgwarp_tests::child::argv() else {
