@@ -20,6 +20,7 @@ use crate::copy_format::{Encoder, put_header, put_trailer};
 use crate::error::SinkError;
 use crate::image::Image;
 use crate::oid_rewrite::Shape;
+use crate::open::OpenState;
 use crate::plan::{Plan, Step};
 use crate::progress;
 use crate::row::RowFormat;
@@ -34,6 +35,8 @@ pub(crate) struct Conn {
     pub(crate) stages: HashMap<usize, (Arc<TargetTable>, String)>,
     pub(crate) shapes: HashMap<usize, (Arc<TargetTable>, Arc<[Shape]>)>,
     pub(crate) next_stage: u32,
+    /// The transaction kept open on this connection, if any (see `open`).
+    pub(crate) open: Option<OpenState>,
 }
 
 /// What every statement of one attempt needs for itself and its error messages.
@@ -46,7 +49,10 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn node_err(&self, what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SinkError + '_ {
+    pub(crate) fn node_err(
+        &self,
+        what: &'static str,
+    ) -> impl FnOnce(tokio_postgres::Error) -> SinkError + '_ {
         move |source| SinkError::Node {
             node: self.node.to_owned(),
             lsn: self.lsn,
@@ -81,6 +87,7 @@ impl Conn {
             stages: HashMap::new(),
             shapes: HashMap::new(),
             next_stage: 0,
+            open: None,
         }
     }
 
@@ -107,6 +114,10 @@ impl Conn {
             .map_err(cx.shard_err(shard, "create a staging table for"))?;
         self.stages
             .insert(id, (shard.table().clone(), name.clone()));
+        if let Some(open) = &mut self.open {
+            // created inside the open transaction: gone if it rolls back
+            open.created_stages.push(id);
+        }
         Ok(name)
     }
 
@@ -145,14 +156,36 @@ impl Conn {
     }
 }
 
-/// Runs one attempt of a plan on a connection.
-pub(crate) async fn run(
+/// What a plan needs on the connection before its statements run: the staging table of each
+/// staged table and the OID rewrite shapes of binary rows.
+pub(crate) struct Prepared {
+    stage_names: Vec<String>,
+    shapes: HashMap<usize, Arc<[Shape]>>,
+    no_shapes: Arc<[Shape]>,
+}
+
+impl Prepared {
+    fn shapes_of(&self, t: &Arc<TargetTable>) -> Arc<[Shape]> {
+        self.shapes
+            .get(&table_id(t))
+            .cloned()
+            .unwrap_or_else(|| self.no_shapes.clone())
+    }
+
+    /// The staging tables the plan writes.
+    pub(crate) fn stage_names(&self) -> &[String] {
+        &self.stage_names
+    }
+}
+
+/// Creates (once per connection) the staging tables and loads the type shapes a plan needs.
+/// Outside a transaction, so that a rollback never loses them; inside an open transaction a
+/// new staging table is recorded there, to be forgotten if the transaction rolls back.
+pub(crate) async fn prepare(
     conn: &mut Conn,
     cx: &Ctx<'_>,
     plan: &Plan,
-    batch: &NodeBatch,
-) -> Result<(bool, Lsn), SinkError> {
-    // Outside the transaction, so a rollback never loses them: staging tables, type shapes.
+) -> Result<Prepared, SinkError> {
     let mut stage_names = Vec::with_capacity(plan.stages.len());
     let mut shapes: HashMap<usize, Arc<[Shape]>> = HashMap::new();
     for st in &plan.stages {
@@ -172,14 +205,72 @@ pub(crate) async fn run(
             shapes.insert(table_id(shard.table()), conn.shapes(shard, cx).await?);
         }
     }
-    let no_shapes: Arc<[Shape]> = Arc::from(Vec::new());
-    let shapes_of = |t: &Arc<TargetTable>| {
-        shapes
-            .get(&table_id(t))
-            .cloned()
-            .unwrap_or_else(|| no_shapes.clone())
-    };
+    Ok(Prepared {
+        stage_names,
+        shapes,
+        no_shapes: Arc::from(Vec::new()),
+    })
+}
 
+/// Locks this key's progress row (inside a transaction) and returns the recorded LSN.
+pub(crate) async fn lock_progress(conn: &mut Conn, cx: &Ctx<'_>) -> Result<Lsn, SinkError> {
+    let lock = conn
+        .prepare(progress::LOCK_ROW)
+        .await
+        .map_err(cx.node_err("prepare the progress check"))?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cx.slot, &cx.key];
+    let row = conn
+        .client
+        .query_opt(&lock, &params)
+        .await
+        .map_err(cx.node_err("lock the progress row"))?;
+    parse_recorded(cx, row)
+}
+
+fn parse_recorded(cx: &Ctx<'_>, row: Option<tokio_postgres::Row>) -> Result<Lsn, SinkError> {
+    let text: Option<String> = row
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(cx.node_err("read the progress row"))?;
+    progress::parse(text.as_deref()).map_err(|reason| SinkError::Progress {
+        node: cx.node.to_owned(),
+        slot: cx.slot.to_owned(),
+        reason,
+    })
+}
+
+/// Records `cx.lsn` in the progress row (when valid) and commits.
+pub(crate) async fn commit(conn: &mut Conn, cx: &Ctx<'_>) -> Result<(), SinkError> {
+    if cx.lsn.is_valid() {
+        let upsert = conn
+            .prepare(progress::UPSERT)
+            .await
+            .map_err(cx.node_err("prepare the progress update"))?;
+        let client = &conn.client;
+        let lsn = cx.lsn.to_string();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&cx.slot, &cx.key, &lsn];
+        tokio::try_join!(
+            client.execute(&upsert, &params),
+            client.batch_execute("COMMIT"),
+        )
+        .map_err(cx.node_err("record progress and commit"))?;
+    } else {
+        conn.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(cx.node_err("commit"))?;
+    }
+    Ok(())
+}
+
+/// Runs one attempt of a plan on a connection, in one transaction with the progress row.
+pub(crate) async fn run(
+    conn: &mut Conn,
+    cx: &Ctx<'_>,
+    plan: &Plan,
+    batch: &NodeBatch,
+) -> Result<(bool, Lsn), SinkError> {
+    let prepared = prepare(conn, cx, plan).await?;
     let lock = conn
         .prepare(progress::LOCK_ROW)
         .await
@@ -191,15 +282,7 @@ pub(crate) async fn run(
         client.query_opt(&lock, &params),
     )
     .map_err(cx.node_err("begin and lock the progress row"))?;
-    let text: Option<String> = row
-        .map(|r| r.try_get(0))
-        .transpose()
-        .map_err(cx.node_err("read the progress row"))?;
-    let recorded = progress::parse(text.as_deref()).map_err(|reason| SinkError::Progress {
-        node: cx.node.to_owned(),
-        slot: cx.slot.to_owned(),
-        reason,
-    })?;
+    let recorded = parse_recorded(cx, row)?;
     if let Some(at) = batch.skip_at()
         && recorded >= at
     {
@@ -209,13 +292,25 @@ pub(crate) async fn run(
             .map_err(cx.node_err("roll back"))?;
         return Ok((true, recorded));
     }
+    write(conn, cx, plan, &prepared).await?;
+    commit(conn, cx).await?;
+    Ok((false, recorded.max(cx.lsn)))
+}
 
-    for (st, name) in plan.stages.iter().zip(&stage_names) {
+/// Runs a plan's statements inside the transaction already open on the connection: the
+/// staging COPYs, then the steps in order.
+pub(crate) async fn write(
+    conn: &mut Conn,
+    cx: &Ctx<'_>,
+    plan: &Plan,
+    prepared: &Prepared,
+) -> Result<(), SinkError> {
+    for (st, name) in plan.stages.iter().zip(&prepared.stage_names) {
         let stmt = conn
             .prepare(&sql::copy_into_stage(name, st.format))
             .await
             .map_err(cx.shard_err(&st.sample, "prepare staging copy for"))?;
-        let shapes = shapes_of(&st.table);
+        let shapes = prepared.shapes_of(&st.table);
         let enc = Encoder {
             format: st.format,
             table: &st.table,
@@ -248,7 +343,7 @@ pub(crate) async fn run(
                     .prepare(&sql::copy_into_shard(shard, *format))
                     .await
                     .map_err(cx.shard_err(shard, "prepare copy into"))?;
-                let shapes = shapes_of(shard.table());
+                let shapes = prepared.shapes_of(shard.table());
                 let enc = Encoder {
                     format: *format,
                     table: shard.table(),
@@ -351,28 +446,7 @@ pub(crate) async fn run(
             }
         }
     }
-
-    let client = &conn.client;
-    if cx.lsn.is_valid() {
-        let upsert = conn
-            .prepare(progress::UPSERT)
-            .await
-            .map_err(cx.node_err("prepare the progress update"))?;
-        let client = &conn.client;
-        let lsn = cx.lsn.to_string();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&cx.slot, &cx.key, &lsn];
-        tokio::try_join!(
-            client.execute(&upsert, &params),
-            client.batch_execute("COMMIT"),
-        )
-        .map_err(cx.node_err("record progress and commit"))?;
-    } else {
-        client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(cx.node_err("commit"))?;
-    }
-    Ok((false, recorded.max(cx.lsn)))
+    Ok(())
 }
 
 /// Why a COPY failed: the server or connection, or a row that could not be encoded.

@@ -36,7 +36,7 @@ use crate::writer::WriterConfig;
 
 /// Runs `work` within `limit` (if any); past it, a [`SinkError::Timeout`]. The caller drops
 /// the connection then, as for any transient failure, so nothing waits on it again.
-async fn within<T>(
+pub(crate) async fn within<T>(
     limit: Option<Duration>,
     node: &str,
     what: &'static str,
@@ -71,10 +71,10 @@ pub struct ApplyReport {
 pub struct Lane {
     index: usize,
     key: String,
-    config: Arc<WriterConfig>,
+    pub(crate) config: Arc<WriterConfig>,
     connector: Arc<dyn Connector>,
-    conn: Option<Conn>,
-    committed: Lsn,
+    pub(crate) conn: Option<Conn>,
+    pub(crate) committed: Lsn,
 }
 
 impl Lane {
@@ -88,6 +88,17 @@ impl Lane {
         } else {
             format!("{}#{index}", config.node)
         };
+        Lane::with_key(index, key, config, connector)
+    }
+
+    /// A lane writing the progress row of `key` (shared with another lane of the node: see
+    /// [`crate::NodeWriter::stream_lane`]).
+    pub(crate) fn with_key(
+        index: usize,
+        key: String,
+        config: Arc<WriterConfig>,
+        connector: Arc<dyn Connector>,
+    ) -> Lane {
         Lane {
             index,
             key,
@@ -206,6 +217,12 @@ impl Lane {
 
     /// Applies a batch in one transaction, retrying transient failures from a new connection.
     pub async fn apply(&mut self, batch: &NodeBatch) -> Result<ApplyReport, SinkError> {
+        if self.is_open() {
+            return Err(SinkError::Config(format!(
+                "a batch cannot be applied on node {} while a transaction is open on its lane",
+                self.config.node
+            )));
+        }
         let plan = plan::build(batch)?;
         let mut attempt = 1;
         let mut backoff = self.config.retry.initial_backoff;

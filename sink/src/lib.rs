@@ -21,12 +21,14 @@
 //! * [`Change`] / [`NodeBatch`] / [`Row`]: routed changes; rows are pgoutput tuples (binary or
 //!   text) or binary COPY tuples from a snapshot, written without decoding values; snapshot
 //!   chunks can also come in bulk ([`Change::InsertRows`]), forwarded to COPY untouched.
-//! * [`NodeWriter`] / [`Lane`]: connections to a node, taken from an injected [`Connector`].
+//! * [`NodeWriter`] / [`Lane`]: connections to a node, taken from an injected [`Connector`];
+//!   a lane can also hold one transaction open across calls ([`Lane::begin_open`]), for a
+//!   source transaction applied while it streams, committed with the progress row at its end.
 //! * [`SinkError`]: one error type, [`SinkError::is_transient`] for retry decisions.
 //!
 //! Design notes live with the code: the compaction rules and why the phase order is correct in
 //! `compact`, the OID rewrite in `oid_rewrite`, staging tables in `sql`, exactly-once progress in
-//! `progress`, retry in `lane`.
+//! `progress`, retry in `lane`, open transactions in `open`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod catalog;
@@ -40,6 +42,7 @@ mod exec;
 mod image;
 mod lane;
 mod oid_rewrite;
+mod open;
 mod plan;
 mod progress;
 pub mod quote;

@@ -5,6 +5,13 @@
 //! shards during a snapshot). Per-key order only holds within a lane: the engine must send all
 //! changes of a shard through the same lane, and keep the number of lanes fixed while a slot is
 //! in use, since each lane's progress row only speaks for the shards that lane was given.
+//!
+//! A node writer may also have a *stream lane* ([`NodeWriter::stream_lane`]): one more
+//! connection that shares the first lane's progress row, for a transaction kept open while the
+//! first lane goes on committing batches (a large source transaction applied as it streams,
+//! while transactions that commit before it are applied beside it). The two never hold the
+//! progress row at once: an open transaction locks it only to commit, and the engine commits
+//! it only when the first lane is idle.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +113,8 @@ impl WriterConfig {
 /// The writer for one node: one or more [`Lane`]s.
 pub struct NodeWriter {
     lanes: Vec<Lane>,
+    stream: Option<Lane>,
+    connector: Arc<dyn Connector>,
 }
 
 impl NodeWriter {
@@ -123,7 +132,37 @@ impl NodeWriter {
         for lane in &mut lanes {
             lane.connect().await?;
         }
-        Ok(NodeWriter { lanes })
+        Ok(NodeWriter {
+            lanes,
+            stream: None,
+            connector,
+        })
+    }
+
+    /// The stream lane, connected on first use: a connection writing the first lane's progress
+    /// row, for transactions kept open across calls ([`Lane::begin_open`]). Changes it applies
+    /// must not conflict with what the first lane writes while its transaction is open (for a
+    /// source transaction applied as it streams, the source's own locks guarantee that: every
+    /// transaction committing before it touched other rows), and its commit must wait until
+    /// the first lane is idle, so that the progress row only moves forward in commit order.
+    pub async fn stream_lane(&mut self) -> Result<&mut Lane, SinkError> {
+        let Some(first) = self.lanes.first() else {
+            return Err(SinkError::Config("node writer has no lanes".into()));
+        };
+        let lane = match self.stream.take() {
+            Some(lane) => lane,
+            None => {
+                let mut lane = Lane::with_key(
+                    self.lanes.len(),
+                    first.progress_key().to_owned(),
+                    first.config.clone(),
+                    self.connector.clone(),
+                );
+                lane.connect().await?;
+                lane
+            }
+        };
+        Ok(self.stream.insert(lane))
     }
 
     /// The LSN up to which the node holds every source transaction: the minimum over lanes.

@@ -62,7 +62,8 @@ fn disk_full_while_spilling_stops_without_acknowledging() {
             return;
         }
     };
-    let mut sync = start_streaming(&sc, "");
+    // applied at its commit, so it is kept until then (applied live it would not touch the disk)
+    let mut sync = start_streaming(&sc, "streamed_apply = \"at-commit\"");
     // one transaction of several MiB: streamed by the source while in progress, spilled by
     // pgwarp beyond its 256 kB memory budget, into a 1 MiB disk
     sc.src(

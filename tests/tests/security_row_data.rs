@@ -28,7 +28,8 @@ fn spill_files_are_private_and_logs_carry_no_row_values() {
     sc.src(&format!(
         "UPDATE users SET name = '{CANARY} ' || user_id WHERE user_id <= 10"
     ));
-    let config = sc.config_file(&load::TABLES, "");
+    // streamed transactions kept until their commit, so the large one below is spilled
+    let config = sc.config_file(&load::TABLES, "streamed_apply = \"at-commit\"");
     let mut sync = sc.spawn_sync(&config, &[], "trace");
     wait_for("the snapshot", &mut sync, Duration::from_secs(600), |_| {
         sc.phase().as_deref() == Some("streaming")

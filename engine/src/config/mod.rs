@@ -21,7 +21,7 @@ use std::path::Path;
 pub use raw::{RawConfig, RawDuration, RawLimits, RawNode, RawSize};
 pub use settings::{
     DEFAULT_NODE_TIMEOUT, DEFAULT_PARALLEL, DEFAULT_PUBLICATION, DEFAULT_SLOT, Limits, LogFormat,
-    ProgressMode, Settings, TableScope, parse_duration, parse_size,
+    ProgressMode, Settings, StreamedApply, TableScope, parse_duration, parse_size,
 };
 
 use crate::conn::ConnError;

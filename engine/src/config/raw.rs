@@ -13,6 +13,7 @@
 //! log_format = "text"             # or "json"
 //! progress = "auto"               # progress bars: "auto" (on a terminal), "always", "never"
 //! node_timeout = "10min"          # a node silent this long counts as lost (reconnect, replay)
+//! streamed_apply = "live"         # large in-progress transactions: "live" or "at-commit"
 //!
 //! [limits]
 //! queue_bytes = "16MiB"           # per node: changes waiting to be applied
@@ -63,6 +64,9 @@ pub struct RawConfig {
     /// How long a node may leave a connection attempt or a batch unanswered: `"30s"`,
     /// `"10min"`, `"1h"`, or a number of seconds.
     pub node_timeout: Option<RawDuration>,
+    /// `live` or `at-commit`: when a large transaction the source streams while in progress
+    /// is applied.
+    pub streamed_apply: Option<String>,
     /// Memory and batch limits.
     #[serde(default)]
     pub limits: RawLimits,
@@ -175,6 +179,7 @@ impl RawConfig {
         take(&mut self.log_format, top.log_format);
         take(&mut self.progress, top.progress);
         take(&mut self.node_timeout, top.node_timeout);
+        take(&mut self.streamed_apply, top.streamed_apply);
         take(&mut self.limits.queue_bytes, top.limits.queue_bytes);
         take(&mut self.limits.batch_bytes, top.limits.batch_bytes);
         take(

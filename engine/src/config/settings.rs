@@ -50,6 +50,20 @@ pub enum ProgressMode {
     Never,
 }
 
+/// When a large transaction that the source streams while it is still in progress
+/// (`streaming = on`, protocol 2 and later) is applied on the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamedApply {
+    /// As it arrives, in an open transaction on a second connection per node, committed when
+    /// the source commits and rolled back when it aborts: no spill and no pause at the commit.
+    /// One such transaction at a time; others streamed meanwhile are kept until their commit.
+    #[default]
+    Live,
+    /// Kept (in memory up to `transaction_memory`, then in `spill_dir`) and applied when the
+    /// source commits it: the nodes see nothing of it before.
+    AtCommit,
+}
+
 /// Memory and batch limits (bytes). Memory stays bounded by these, never by table or
 /// transaction size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +126,8 @@ pub struct Settings {
     /// detects a silent network cut, which TCP keepalives do not while a request is
     /// outstanding. 10 minutes.
     pub node_timeout: Duration,
+    /// When streamed (large, in-progress) transactions are applied. Live.
+    pub streamed_apply: StreamedApply,
 }
 
 /// Default of [`Settings::node_timeout`].
@@ -203,6 +219,15 @@ impl RawConfig {
                 )));
             }
         };
+        let streamed_apply = match self.streamed_apply.as_deref() {
+            None | Some("live") => StreamedApply::Live,
+            Some("at-commit") => StreamedApply::AtCommit,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "streamed_apply \"{other}\" is not \"live\" or \"at-commit\""
+                )));
+            }
+        };
         let node_timeout = match &self.node_timeout {
             None => DEFAULT_NODE_TIMEOUT,
             Some(raw) => match parse_duration(raw) {
@@ -243,6 +268,7 @@ impl RawConfig {
             limits,
             nodes,
             node_timeout,
+            streamed_apply,
         })
     }
 }
@@ -419,6 +445,20 @@ mod tests {
         assert_eq!(s.limits.queue_bytes, 16 * MIB);
         assert_eq!(s.scope, None);
         assert!(s.require_scope().is_err());
+        assert_eq!(s.streamed_apply, StreamedApply::Live);
+    }
+
+    #[test]
+    fn streamed_apply_is_live_or_at_commit() {
+        let with = |v: &str| {
+            let mut raw = base();
+            raw.streamed_apply = Some(v.into());
+            raw.validate().map(|s| s.streamed_apply)
+        };
+        assert_eq!(with("live").unwrap(), StreamedApply::Live);
+        assert_eq!(with("at-commit").unwrap(), StreamedApply::AtCommit);
+        let err = with("later").unwrap_err().to_string();
+        assert!(err.contains("streamed_apply \"later\""), "{err}");
     }
 
     #[test]

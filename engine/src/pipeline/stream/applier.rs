@@ -5,18 +5,24 @@
 //! is applied as soon as it arrives; at high load batches grow and the per-transaction cost on
 //! the node shrinks. A batch ends on a transaction boundary unless one transaction alone
 //! exceeds `batch_bytes`; then it is applied in parts, idempotently (`NodeBatch::partial`), so
-//! a crash between parts converges on replay.
+//! a crash between parts converges on replay. The part that completes such a transaction is a
+//! replay over a partly applied state after a crash too, so it is applied idempotently as well.
+//!
+//! Steps of the streamed transaction applied as it arrives ([`NodeItem::Stream`], see `live`)
+//! go to the node's stream lane, in queue order with the batches (`open_txn`): a batch in
+//! progress is cut before such a step, so everything queued before it is committed first.
 //!
 //! Shutdown: when the stop token fires, the batch being applied finishes (the sink's
 //! transaction commits or fails as a whole), and anything not yet applied is abandoned; it is
-//! streamed again on the next start.
+//! streamed again on the next start. An open streamed transaction is rolled back with its
+//! connection.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pgwarp_decoder::Lsn;
-use pgwarp_sink::{Change, NodeBatch, NodeWriter, Row};
+use pgwarp_sink::{Change, NodeBatch, NodeWriter, Row, TargetTable};
 use tokio_util::sync::CancellationToken;
 
 use super::super::error::PipelineError;
@@ -32,7 +38,7 @@ const IDLE_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 pub struct NodeTask {
     /// Node index.
     pub index: usize,
-    /// The writer (one lane).
+    /// The writer (one lane, and the stream lane when needed).
     pub writer: NodeWriter,
     /// Its queue.
     pub rx: QueueReceiver<NodeItem>,
@@ -46,6 +52,22 @@ pub struct NodeTask {
     pub batch_bytes: usize,
     /// Closing position at start.
     pub start: Lsn,
+}
+
+/// What the task knows of its node's progress.
+pub(super) struct NodeState {
+    /// Every transaction committing before this is applied on the node.
+    pub(super) done_before: Lsn,
+    /// What the node's progress row holds.
+    pub(super) recorded: Lsn,
+    /// When the progress row was last written.
+    pub(super) last_write: Instant,
+    /// The previous batch ended inside a transaction.
+    continues_partial: bool,
+    /// An item read ahead: the first of the next step.
+    pub(super) ahead: Option<Queued<NodeItem>>,
+    /// Rows and bytes per table applied in the open streamed transaction, counted at commit.
+    pub(super) open_counts: Vec<(usize, u64, u64)>,
 }
 
 #[derive(Default)]
@@ -63,21 +85,23 @@ impl Batch {
     fn add(&mut self, mut q: Queued<NodeItem>) {
         self.bytes += q.bytes;
         match &mut q.item {
-            NodeItem::Changes {
-                changes, txn, end, ..
-            } => {
-                self.changes.append(changes);
-                self.idempotent |= txn.idempotent;
-                match end {
-                    Some(e) => {
-                        self.last_end = Some(*e);
-                        self.closing = self.closing.max(e.end_lsn);
-                        self.open = None;
+            NodeItem::Txns(pieces) => {
+                self.changes.append(&mut pieces.changes);
+                for span in &pieces.spans {
+                    self.idempotent |= span.txn.idempotent;
+                    match span.end {
+                        Some(e) => {
+                            self.last_end = Some(e);
+                            self.closing = self.closing.max(e.end_lsn);
+                            self.open = None;
+                        }
+                        None => self.open = Some(span.txn.commit_lsn),
                     }
-                    None => self.open = Some(txn.commit_lsn),
                 }
             }
             NodeItem::Watermark(w) => self.closing = self.closing.max(*w),
+            // never added: a batch stops before a stream step
+            NodeItem::Stream(_) => {}
         }
         self.held.push(q);
     }
@@ -89,8 +113,12 @@ fn recorded_for(closing: Lsn) -> Lsn {
     closing.checked_sub(1).unwrap_or(Lsn::INVALID)
 }
 
+fn is_stream(q: &Queued<NodeItem>) -> bool {
+    matches!(q.item, NodeItem::Stream(_))
+}
+
 impl NodeTask {
-    async fn next(&mut self) -> Option<Queued<NodeItem>> {
+    pub(super) async fn next(&mut self) -> Option<Queued<NodeItem>> {
         tokio::select! {
             biased;
             () = self.stop.cancelled() => None,
@@ -100,97 +128,135 @@ impl NodeTask {
 
     /// Runs until stopped, the queue ends, or an error.
     pub async fn run(mut self) -> Result<(), PipelineError> {
-        let mut done_before = self.start;
-        let mut recorded = self.writer.committed_lsn();
-        let mut last_write = Instant::now();
-        // the previous batch ended inside a transaction: its rest is a replay over a partly
-        // applied state after a crash, so it is applied idempotently too
-        let mut continues_partial = false;
+        let mut st = NodeState {
+            done_before: self.start,
+            recorded: self.writer.committed_lsn(),
+            last_write: Instant::now(),
+            continues_partial: false,
+            ahead: None,
+            open_counts: Vec::new(),
+        };
         loop {
-            let Some(first) = self.next().await else {
-                return Ok(());
+            let first = match st.ahead.take() {
+                Some(q) => q,
+                None => match self.next().await {
+                    Some(q) => q,
+                    None => return Ok(()),
+                },
             };
-            let mut batch = Batch::default();
-            batch.add(first);
-            loop {
-                while batch.bytes < self.batch_bytes {
-                    match self.rx.try_recv() {
-                        Some(item) => batch.add(item),
-                        None => break,
-                    }
-                }
-                if batch.open.is_none() || batch.bytes >= self.batch_bytes {
-                    break;
-                }
-                // the trailing transaction goes on: wait for more of it
-                let Some(item) = self.next().await else {
-                    return Ok(());
-                };
-                batch.add(item);
-            }
-            if batch.changes.is_empty() && batch.open.is_none() {
-                // only watermarks: advance in memory; now and then record it on the node
-                if batch.closing > done_before {
-                    done_before = batch.closing;
-                    self.flush.advance(self.index, done_before);
-                }
-                let target = recorded_for(done_before);
-                if target > recorded && last_write.elapsed() >= IDLE_PROGRESS_INTERVAL {
-                    let report = self
-                        .writer
-                        .apply(&NodeBatch::complete(Vec::new(), target))
-                        .await?;
-                    recorded = report.committed_lsn;
-                    last_write = Instant::now();
-                }
+            if is_stream(&first) {
+                self.stream_step(first, &mut st).await?;
                 continue;
             }
-            let node_batch = if let Some(open) = batch.open {
-                let last = if batch.closing.is_valid() {
-                    recorded_for(batch.closing)
-                } else {
-                    recorded
-                };
-                continues_partial = true;
-                NodeBatch::partial(std::mem::take(&mut batch.changes), last, open)
-            } else {
-                let mut b = NodeBatch::complete(
-                    std::mem::take(&mut batch.changes),
-                    recorded_for(batch.closing),
-                );
-                b.idempotent = batch.idempotent || continues_partial;
-                continues_partial = false;
-                b
+            let Some(batch) = self.gather(first, &mut st).await else {
+                return Ok(());
             };
-            let counted = self.count(&node_batch.changes);
-            let started = Instant::now();
-            let report = self.writer.apply(&node_batch).await?;
-            self.stats.batch_latency.observe(started.elapsed());
-            recorded = report.committed_lsn;
-            last_write = Instant::now();
-            if !report.skipped {
-                for (table, rows, bytes) in counted {
-                    self.stats.add_applied(table, self.index, rows, bytes);
+            self.apply(batch, &mut st).await?;
+        }
+    }
+
+    /// Gathers a batch starting with `first`: everything waiting up to `batch_bytes`, and more
+    /// while it ends inside a transaction; stops before a stream step. `None` when stopped.
+    async fn gather(&mut self, first: Queued<NodeItem>, st: &mut NodeState) -> Option<Batch> {
+        let mut batch = Batch::default();
+        batch.add(first);
+        loop {
+            while batch.bytes < self.batch_bytes {
+                match self.rx.try_recv() {
+                    Some(q) if is_stream(&q) => {
+                        st.ahead = Some(q);
+                        return Some(batch);
+                    }
+                    Some(q) => batch.add(q),
+                    None => break,
                 }
             }
-            if let Some(node) = self.stats.nodes.get(self.index) {
-                node.batches.fetch_add(1, Ordering::Relaxed);
-                if let Some(end) = batch.last_end {
-                    node.last_commit_time
-                        .store(end.commit_time.as_micros(), Ordering::Relaxed);
-                }
+            if batch.open.is_none() || batch.bytes >= self.batch_bytes {
+                return Some(batch);
             }
-            if batch.closing > done_before {
-                done_before = batch.closing;
-                self.flush.advance(self.index, done_before);
+            // the trailing transaction goes on: wait for more of it
+            let q = self.next().await?;
+            if is_stream(&q) {
+                st.ahead = Some(q);
+                return Some(batch);
             }
-            drop(batch);
+            batch.add(q);
+        }
+    }
+
+    /// Applies a gathered batch on the first lane.
+    async fn apply(&mut self, mut batch: Batch, st: &mut NodeState) -> Result<(), PipelineError> {
+        if batch.changes.is_empty() && batch.open.is_none() {
+            // only watermarks: advance in memory; now and then record it on the node
+            if batch.closing > st.done_before {
+                st.done_before = batch.closing;
+                self.flush.advance(self.index, st.done_before);
+            }
+            let target = recorded_for(st.done_before);
+            if target > st.recorded && st.last_write.elapsed() >= IDLE_PROGRESS_INTERVAL {
+                let report = self
+                    .writer
+                    .apply(&NodeBatch::complete(Vec::new(), target))
+                    .await?;
+                st.recorded = st.recorded.max(report.committed_lsn);
+                st.last_write = Instant::now();
+            }
+            return Ok(());
+        }
+        let node_batch = if let Some(open) = batch.open {
+            let last = if batch.closing.is_valid() {
+                recorded_for(batch.closing)
+            } else {
+                st.recorded
+            };
+            st.continues_partial = true;
+            NodeBatch::partial(std::mem::take(&mut batch.changes), last, open)
+        } else {
+            let mut b = NodeBatch::complete(
+                std::mem::take(&mut batch.changes),
+                recorded_for(batch.closing),
+            );
+            // the previous batch ended inside a transaction: its rest is a replay over a
+            // partly applied state after a crash, so it is applied idempotently too
+            b.idempotent = batch.idempotent || st.continues_partial;
+            st.continues_partial = false;
+            b
+        };
+        let counted = self.count(&node_batch.changes);
+        let started = Instant::now();
+        let report = self.writer.apply(&node_batch).await?;
+        self.stats.batch_latency.observe(started.elapsed());
+        st.recorded = st.recorded.max(report.committed_lsn);
+        st.last_write = Instant::now();
+        if !report.skipped {
+            for (table, rows, bytes) in counted {
+                self.stats.add_applied(table, self.index, rows, bytes);
+            }
+        }
+        self.committed(batch.last_end);
+        if batch.closing > st.done_before {
+            st.done_before = batch.closing;
+            self.flush.advance(self.index, st.done_before);
+        }
+        Ok(())
+    }
+
+    /// Counts a committed node transaction.
+    pub(super) fn committed(&self, end: Option<TxnEnd>) {
+        if let Some(node) = self.stats.nodes.get(self.index) {
+            node.batches.fetch_add(1, Ordering::Relaxed);
+            if let Some(end) = end {
+                node.last_commit_time
+                    .store(end.commit_time.as_micros(), Ordering::Relaxed);
+            }
         }
     }
 
     /// Rows and bytes per table in a batch, for the metrics.
-    fn count(&self, changes: &[Change]) -> Vec<(usize, u64, u64)> {
+    pub(super) fn count(&self, changes: &[Change]) -> Vec<(usize, u64, u64)> {
         let mut out: Vec<(usize, u64, u64)> = Vec::new();
+        // consecutive changes mostly share a table: look its name up once per run
+        let mut last: Option<(*const TargetTable, Option<usize>)> = None;
         for c in changes {
             let (shard, rows, bytes) = match c {
                 Change::Insert { shard, row } => (shard, 1, row_bytes(row)),
@@ -199,7 +265,16 @@ impl NodeTask {
                 Change::Delete { shard, key } => (shard, 1, row_bytes(key)),
                 Change::Truncate { .. } => continue,
             };
-            let Some(t) = self.stats.table_index(shard.table().name()) else {
+            let table = Arc::as_ptr(shard.table());
+            let index = match last {
+                Some((t, i)) if t == table => i,
+                _ => {
+                    let i = self.stats.table_index(shard.table().name());
+                    last = Some((table, i));
+                    i
+                }
+            };
+            let Some(t) = index else {
                 continue;
             };
             match out.iter_mut().find(|(i, _, _)| *i == t) {

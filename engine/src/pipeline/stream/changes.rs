@@ -15,7 +15,7 @@ use pgwarp_sink::{Change, Row};
 use super::super::catalog::same_set;
 use super::super::error::PipelineError;
 use super::super::routes::RouteTable;
-use super::router::OpenTxn;
+use super::outbox::Push;
 
 /// The (sub)transaction xid a change message carries inside a stream segment.
 pub(super) fn change_xid(m: &Message) -> Option<u32> {
@@ -35,7 +35,7 @@ pub(super) fn dist<'a>(rt: &RouteTable, row: &'a TupleData) -> Option<ColumnRef<
 
 pub(super) fn route_update(
     rt: &RouteTable,
-    txn: &mut OpenTxn,
+    txn: &mut impl Push,
     old: Option<OldTuple>,
     new: TupleData,
 ) -> Result<(), PipelineError> {

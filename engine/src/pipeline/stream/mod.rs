@@ -1,27 +1,41 @@
 //! The stream: following the slot and applying every change on the nodes.
 //!
 //! ```text
-//!            ┌────────────── this task ──────────────┐
-//!  source ──►│ ReplicationStream.next()  (feedback)  │──Input──► router thread ──NodeItem──► node task ×N
-//!            │   ▲ set_durable(min over nodes)        │  (bytes)   decode, spill,   (bytes)  batch, apply
-//!            └───┼────────────────────────────────────┘            route                   (sink)
-//!                └──────────────── FlushTracker ◄──────────────────────────────────────────────┘
+//!            ┌──────────────── this task ────────────────┐
+//!  source ──►│ ReplicationStream.next_batch()  (feedback) │──Input──► router thread ──NodeItem──► node task ×N
+//!            │   ▲ set_durable(min over nodes)             │ (one per   decode, route,  (whole    batch, apply;
+//!            └───┼─────────────────────────────────────────┘  socket    spill or live   txns,     stream lane for
+//!                │                                             read)                    pieces)   a live txn (sink)
+//!                └──────────────── FlushTracker ◄─────────────────────────────────────────────────────┘
 //! ```
 //!
 //! One task owns the replication connection and its feedback timer (STYLE rule 5); it never
-//! decodes. Both queues are bounded in bytes and block when full; while the replication task
-//! waits for room it still sends status updates, so the server does not time it out. Stopping
+//! decodes. Work moves between the stages in batches: everything one read of the socket
+//! delivered goes to the router as one item, and the router hands each node the changes of
+//! many transactions at once (`outbox`), so a stream of small transactions costs a few
+//! wake-ups per read rather than several per transaction. A large streamed transaction is
+//! applied on the nodes as it arrives, in an open transaction on a second connection per node
+//! (`live`); `streamed_apply = "at-commit"` in the configuration spills every streamed
+//! transaction and applies it at its commit instead.
+//!
+//! Both queues are bounded in bytes and block when full; while the replication task waits
+//! for room it still sends status updates, so the server does not time it out. Stopping
 //! (Ctrl-C, SIGTERM, `--until-caught-up` reached, or an error in any stage) cancels one token:
 //! the replication task stops reading, every node task finishes the batch it is applying and
-//! abandons the rest, and a last status update reports exactly what every node committed.
+//! abandons the rest (an open transaction is rolled back with its connection), and a last
+//! status update reports exactly what every node committed.
 
 pub mod applier;
 mod changes;
 mod flush;
 pub mod items;
+mod live;
+mod open_txn;
+mod outbox;
 pub mod queue;
 mod router;
 mod spill;
+mod tables;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +45,8 @@ use pgwarp_decoder::{Lsn, ReplicationMessage};
 use pgwarp_sink::{NodeWriter, WriterConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Settings, StreamedApply};
+use crate::source::replication::message_bytes;
 use crate::source::{ReplicationClient, ReplicationStream, StreamOptions};
 
 use super::error::PipelineError;
@@ -47,6 +62,14 @@ use spill::SpillStore;
 
 /// Bytes of raw messages between the replication task and the router.
 const INPUT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest hand-off from the replication task to the router.
+const INPUT_BATCH_BYTES: usize = 1024 * 1024;
+/// After a read smaller than this, the replication task lets the socket fill for
+/// [`COALESCE_WAIT`] before reading again: the walsender flushes after every message, and
+/// waking up for each costs pgwarp more than decoding it.
+const COALESCE_BELOW: usize = 64 * 1024;
+/// See [`COALESCE_BELOW`]: at most this much latency added.
+const COALESCE_WAIT: Duration = Duration::from_millis(1);
 /// How often `--until-caught-up` checks and asks the server for its position.
 const CATCH_UP_POLL: Duration = Duration::from_millis(250);
 
@@ -152,9 +175,11 @@ pub async fn run(
         cx.stats.clone(),
         RouterConfig {
             version: stream.proto_version(),
+            start: params.start,
             node_progress,
             idempotent_until: params.idempotent_until,
             piece_bytes: piece,
+            live_streams: settings.streamed_apply == StreamedApply::Live,
             publication: settings.publication.clone(),
             schema_stop: schema_stop.clone(),
         },
@@ -177,22 +202,30 @@ pub async fn run(
         })
         .map_err(|e| PipelineError::Internal(format!("could not start the router thread: {e}")))?;
 
-    let ended = replicate(
-        &mut stream,
-        &input_tx,
-        &stop,
-        &flush,
-        params.until,
-        &cx.stats,
-    )
-    .await;
+    // on the runtime's workers, where the socket's readiness is noticed: waking it costs no
+    // hand-over to another thread
+    let replication = {
+        let (stop, flush, stats) = (stop.clone(), flush.clone(), cx.stats.clone());
+        tokio::spawn(async move {
+            let ended =
+                replicate(&mut stream, &input_tx, &stop, &flush, params.until, &stats).await;
+            drop(input_tx);
+            (stream, ended)
+        })
+    };
+    let (stream, ended) = match replication.await {
+        Ok((stream, ended)) => (Some(stream), ended),
+        Err(e) => (
+            None,
+            Err(PipelineError::Internal(format!("replication task: {e}"))),
+        ),
+    };
     // stopped at a schema change: the nodes apply everything routed before it and end when
     // their queues close, so the last status update confirms exactly up to the change
     let draining = schema_stop.load(Ordering::Acquire);
     if !draining {
         stop.cancel();
     }
-    drop(input_tx);
 
     let mut first_err: Option<PipelineError> = None;
     let router_result = tokio::task::spawn_blocking(move || router_thread.join())
@@ -225,7 +258,7 @@ pub async fn run(
             StreamEnd::Stopped
         }
     };
-    if stream_ok {
+    if stream_ok && let Some(stream) = stream {
         // a last status update with exactly what every node committed
         match stream.stop().await {
             Ok(client) => {
@@ -241,7 +274,7 @@ pub async fn run(
     }
 }
 
-/// The replication task's loop.
+/// The replication task's loop: one queue item per read of the socket.
 async fn replicate(
     stream: &mut ReplicationStream,
     input: &QueueSender<Input>,
@@ -252,8 +285,9 @@ async fn replicate(
 ) -> Result<StreamEnd, PipelineError> {
     let mut poll = tokio::time::interval(CATCH_UP_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch: Input = Vec::new();
     loop {
-        let message = tokio::select! {
+        tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(StreamEnd::Stopped),
             _ = poll.tick(), if until.is_some() => {
@@ -266,31 +300,23 @@ async fn replicate(
                 stream.send_status(true).await?;
                 continue;
             }
-            m = stream.next() => m?,
+            r = stream.next_batch(&mut batch, INPUT_BATCH_BYTES) => r?,
         };
-        let (item, bytes) = match message {
+        if batch.is_empty() {
             // the server ended streaming (a shutdown sends CopyDone or CommandComplete)
-            None => return Err(PipelineError::StreamEnded("the source".into())),
-            Some(ReplicationMessage::XLogData(w)) => {
-                let bytes = w.data.len() + 64;
-                (
-                    Input::Data {
-                        wal_start: w.wal_start,
-                        wal_end: w.wal_end,
-                        frame: w.data,
-                    },
-                    bytes,
-                )
-            }
-            Some(ReplicationMessage::PrimaryKeepalive(k)) => {
+            return Err(PipelineError::StreamEnded("the source".into()));
+        }
+        let mut bytes = 0;
+        for m in &batch {
+            bytes += message_bytes(m);
+            if let ReplicationMessage::PrimaryKeepalive(k) = m {
                 stats
                     .source_wal_end
                     .fetch_max(k.wal_end.0, std::sync::atomic::Ordering::Relaxed);
-                (Input::Keepalive { wal_end: k.wal_end }, 1)
             }
-        };
+        }
         // wait for room, answering the server meanwhile
-        let send = input.send(item, bytes);
+        let send = input.send(std::mem::take(&mut batch), bytes);
         tokio::pin!(send);
         let interval = stream.status_interval();
         loop {
@@ -305,6 +331,13 @@ async fn replicate(
                     break;
                 }
                 () = tokio::time::sleep(interval) => stream.send_status(false).await?,
+            }
+        }
+        if bytes < COALESCE_BELOW {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(StreamEnd::Stopped),
+                () = tokio::time::sleep(COALESCE_WAIT) => {}
             }
         }
     }

@@ -3,11 +3,14 @@
 //! never stall a runtime worker or the replication task), between two byte-bounded queues.
 //!
 //! * Ordinary transactions (Begin .. Commit) arrive whole and committed, so their changes are
-//!   routed as they come and sent to each node in pieces of `piece_bytes`; the last piece of a
-//!   transaction for a node carries its end. A node whose recorded progress already covers the
-//!   transaction's commit LSN gets nothing of it (exactly-once after a restart).
-//! * Streamed transactions (Stream Start .. Stream Commit) may still abort: their frames go to
-//!   the [`SpillStore`] and are decoded and routed only at Stream Commit, in commit order.
+//!   routed as they come into per-node buffers (`outbox`), which go out on size, when the
+//!   router has no more input waiting, or after a short time; a buffer cut on size may end
+//!   inside a transaction. A node whose recorded progress already covers the transaction's
+//!   commit LSN gets nothing of it (exactly-once after a restart).
+//! * Streamed transactions (Stream Start .. Stream Commit) may still abort. One at a time, when
+//!   that is safe, is routed as its segments arrive and applied on the nodes in an open
+//!   transaction (`live`); others go to the [`SpillStore`] and are decoded and routed only at
+//!   Stream Commit, in commit order.
 //! * A Relation message is checked against the table as it was described at start. An older
 //!   definition (the table before columns were added at its end, met again when transactions
 //!   from before an `ADD COLUMN` are replayed) is routed with that older column list. Any
@@ -19,7 +22,7 @@
 //!   ([`NodeItem::Watermark`]), so the flush position can advance past transactions that did
 //!   not touch them.
 //!
-//! How one change is routed (updates that move rows in particular) is in `changes`.
+//! How one change is routed is in `tables` (updates that move rows in particular in `changes`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,23 +31,22 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pgwarp_decoder::{
-    DecodeContext, Decoder, Lsn, Message, PgTimestamp, ProtocolVersion, Relation, decode_message,
+    DecodeContext, Decoder, Lsn, Message, PgTimestamp, ProtocolVersion, Relation,
+    ReplicationMessage, decode_message,
 };
-use pgwarp_sink::{Change, Row, Shard};
 use tokio::runtime::Handle;
 
 use super::super::error::PipelineError;
-use super::super::routes::{RouteMap, RouteTable};
+use super::super::routes::RouteMap;
 use super::super::stats::Stats;
-use super::changes::{
-    added_columns, change_xid, dist, older_prefix, relation_difference, route_update,
-};
-use super::items::{Input, NodeItem, TxnEnd, TxnMark};
+use super::changes::{added_columns, change_xid, older_prefix, relation_difference};
+use super::items::{Input, NodeItem, StreamOp, TxnEnd, TxnMark};
+use super::live::LiveTxn;
+use super::outbox::Outbox;
 use super::queue::{QueueReceiver, QueueSender};
 use super::spill::SpillStore;
+use super::tables::{RouteSlot, Tables};
 
-/// Overhead counted per change on top of its row bytes.
-const CHANGE_OVERHEAD: usize = 48;
 /// Least time between two broadcast watermarks after commits.
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -53,12 +55,17 @@ const WATERMARK_INTERVAL: Duration = Duration::from_millis(100);
 pub struct RouterConfig {
     /// Negotiated pgoutput version.
     pub version: ProtocolVersion,
+    /// The position streaming started from: every transaction sent commits at or after it.
+    pub start: Lsn,
     /// Per node: transactions committing at or before this LSN are already applied there.
     pub node_progress: Vec<Lsn>,
     /// Transactions committing before this are applied idempotently.
     pub idempotent_until: Lsn,
     /// Changes per node sent as one piece.
     pub piece_bytes: usize,
+    /// Apply one streamed transaction at a time as it arrives (see `live`); otherwise every
+    /// streamed transaction is spilled until its commit.
+    pub live_streams: bool,
     /// The publication (for messages).
     pub publication: String,
     /// Set when the router stops at a schema change: the nodes must then finish their queues
@@ -66,69 +73,23 @@ pub struct RouterConfig {
     pub schema_stop: Arc<AtomicBool>,
 }
 
-/// How a relation id maps to a table: the table as described at start, or an older
-/// definition of it derived for replayed transactions.
-#[derive(Debug, Clone)]
-enum RouteSlot {
-    Base(usize),
-    /// With what differs from the table as described (for the error, if it turns out to be
-    /// a newer definition after all).
-    Older(Arc<RouteTable>, String),
-}
-
-/// A table to route one change with.
-enum RouteRef {
-    Base(Arc<RouteMap>, usize),
-    Older(Arc<RouteTable>),
-}
-
-impl std::ops::Deref for RouteRef {
-    type Target = RouteTable;
-
-    fn deref(&self) -> &RouteTable {
-        match self {
-            RouteRef::Base(map, i) => &map.tables[*i],
-            RouteRef::Older(t) => t,
-        }
-    }
-}
-
-/// One transaction being routed.
-pub(super) struct OpenTxn {
-    mark: TxnMark,
-    pending: Vec<Vec<Change>>,
-    pending_bytes: Vec<usize>,
-    pending_rows: Vec<u64>,
-    touched: Vec<bool>,
-    skip: Vec<bool>,
-}
-
-impl OpenTxn {
-    pub(super) fn push(&mut self, node: usize, change: Change, row_bytes: usize) {
-        if self.skip.get(node).copied().unwrap_or(true) {
-            return;
-        }
-        self.pending[node].push(change);
-        self.pending_bytes[node] += row_bytes + CHANGE_OVERHEAD;
-        self.pending_rows[node] += row_bytes as u64;
-        self.touched[node] = true;
-    }
-}
-
 /// The router's state.
 pub struct Router {
-    routes: Arc<RouteMap>,
     out: Vec<QueueSender<NodeItem>>,
     runtime: Handle,
     stats: Arc<Stats>,
     cfg: RouterConfig,
     decoder: Decoder,
-    relations: HashMap<u32, RouteSlot>,
+    tables: Tables,
     /// End of the last complete transaction (or keepalive position between transactions):
     /// every node may count the stream as done before it.
     last_end: Lsn,
-    txn: Option<OpenTxn>,
+    /// Ordinary transactions' changes on their way to the nodes.
+    outbox: Outbox,
+    /// The xid of the stream segment being received.
     stream_xid: Option<u32>,
+    /// The streamed transaction applied as it arrives.
+    live: Option<LiveTxn>,
     spill: SpillStore,
     last_watermark: Instant,
 }
@@ -146,49 +107,88 @@ impl Router {
         Router {
             decoder: Decoder::new(cfg.version),
             last_end: Lsn::INVALID,
-            routes,
+            outbox: Outbox::new(out.len(), cfg.piece_bytes),
+            tables: Tables {
+                routes,
+                relations: HashMap::new(),
+                nodes: out.len(),
+            },
             out,
             runtime,
             stats,
             cfg,
-            relations: HashMap::new(),
-            txn: None,
             stream_xid: None,
+            live: None,
             spill,
             last_watermark: Instant::now(),
         }
     }
 
-    /// Runs until the input ends (or an error).
+    /// Runs until the input ends (or an error). Buffered whole transactions go out when due
+    /// (see `outbox`; the router waits for more input meanwhile), and at the end.
     pub fn run(mut self, mut input: QueueReceiver<Input>) -> Result<(), PipelineError> {
-        while let Some(queued) = input.blocking_recv() {
-            match queued.item {
-                Input::Data {
-                    wal_start,
-                    wal_end,
-                    frame,
-                } => {
-                    self.stats
-                        .source_wal_end
-                        .fetch_max(wal_end.0, Ordering::Relaxed);
-                    self.message(wal_start, &frame)?;
-                }
-                Input::Keepalive { wal_end } => {
-                    self.stats
-                        .source_wal_end
-                        .fetch_max(wal_end.0, Ordering::Relaxed);
-                    if self.txn.is_none() && !self.decoder.in_stream() {
-                        self.stats.received.fetch_max(wal_end.0, Ordering::Relaxed);
-                        self.last_end = self.last_end.max(wal_end);
-                        self.watermark(wal_end)?;
+        loop {
+            let mut queued = match input.try_recv() {
+                Some(q) => {
+                    if self.outbox.overdue() {
+                        self.send_whole()?;
                     }
+                    q
                 }
+                None => match self.outbox.wait_left() {
+                    None => match input.blocking_recv() {
+                        Some(q) => q,
+                        None => break,
+                    },
+                    Some(left) => {
+                        // the timer must be made inside the runtime's context
+                        let next = self
+                            .runtime
+                            .block_on(async { tokio::time::timeout(left, input.recv()).await });
+                        match next {
+                            Ok(Some(q)) => q,
+                            Ok(None) => break,
+                            Err(_) => {
+                                self.send_whole()?;
+                                continue;
+                            }
+                        }
+                    }
+                },
+            };
+            for m in std::mem::take(&mut queued.item) {
+                self.input(m)?;
             }
+            drop(queued);
             self.stats
                 .spilled_bytes
                 .store(self.spill.spilled_bytes(), Ordering::Relaxed);
         }
-        Ok(())
+        self.send_whole()
+    }
+
+    fn input(&mut self, m: ReplicationMessage) -> Result<(), PipelineError> {
+        match m {
+            ReplicationMessage::XLogData(w) => {
+                self.stats
+                    .source_wal_end
+                    .fetch_max(w.wal_end.0, Ordering::Relaxed);
+                self.message(w.wal_start, &w.data)
+            }
+            ReplicationMessage::PrimaryKeepalive(k) => {
+                self.stats
+                    .source_wal_end
+                    .fetch_max(k.wal_end.0, Ordering::Relaxed);
+                if self.outbox.current().is_none() && !self.decoder.in_stream() {
+                    self.stats
+                        .received
+                        .fetch_max(k.wal_end.0, Ordering::Relaxed);
+                    self.last_end = self.last_end.max(k.wal_end);
+                    self.watermark(k.wal_end)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn emit(&self, node: usize, item: NodeItem, bytes: usize) -> Result<(), PipelineError> {
@@ -201,7 +201,43 @@ impl Router {
             .map_err(|_| PipelineError::Stopped)
     }
 
+    /// Sends every node its buffered whole transactions.
+    fn send_whole(&mut self) -> Result<(), PipelineError> {
+        for node in 0..self.out.len() {
+            if let Some((pieces, bytes)) = self.outbox.take_whole(node) {
+                self.emit(node, NodeItem::Txns(pieces), bytes)?;
+            }
+        }
+        self.outbox.sent_whole();
+        Ok(())
+    }
+
+    /// Sends what the nodes whose buffers reached a piece must send.
+    fn send_full(&mut self) -> Result<(), PipelineError> {
+        for node in 0..self.out.len() {
+            if let Some((pieces, bytes)) = self.outbox.take_full(node) {
+                self.emit(node, NodeItem::Txns(pieces), bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the live transaction's unsent steps: every node's (`all`), or the full ones'.
+    fn send_live(&mut self, all: bool) -> Result<(), PipelineError> {
+        for node in 0..self.out.len() {
+            let ops = match &mut self.live {
+                Some(live) if all || live.full(node) => live.take(node),
+                _ => continue,
+            };
+            for (op, bytes) in ops {
+                self.emit(node, NodeItem::Stream(op), bytes)?;
+            }
+        }
+        Ok(())
+    }
+
     fn watermark(&mut self, at: Lsn) -> Result<(), PipelineError> {
+        self.send_whole()?;
         for node in 0..self.out.len() {
             self.emit(node, NodeItem::Watermark(at), 1)?;
         }
@@ -209,83 +245,134 @@ impl Router {
         Ok(())
     }
 
-    fn open(&self, commit_lsn: Lsn) -> OpenTxn {
-        let n = self.out.len();
-        OpenTxn {
-            mark: TxnMark {
-                commit_lsn,
-                idempotent: commit_lsn < self.cfg.idempotent_until,
-            },
-            pending: (0..n).map(|_| Vec::new()).collect(),
-            pending_bytes: vec![0; n],
-            pending_rows: vec![0; n],
-            touched: vec![false; n],
-            skip: (0..n)
-                .map(|i| {
-                    self.cfg
-                        .node_progress
-                        .get(i)
-                        .is_some_and(|p| p.is_valid() && commit_lsn <= *p)
-                })
-                .collect(),
+    fn mark(&self, commit_lsn: Lsn) -> TxnMark {
+        TxnMark {
+            commit_lsn,
+            idempotent: commit_lsn < self.cfg.idempotent_until,
         }
+    }
+
+    /// Starts routing an ordinary (or spilled) transaction.
+    fn begin(&mut self, commit_lsn: Lsn) {
+        let mark = self.mark(commit_lsn);
+        let progress = &self.cfg.node_progress;
+        self.outbox.begin(mark, |i| {
+            progress
+                .get(i)
+                .is_some_and(|p| p.is_valid() && commit_lsn <= *p)
+        });
+    }
+
+    /// Whether a streamed transaction starting now may be applied live: a lower bound of its
+    /// commit LSN settles skipping, idempotence and the table definitions (see `live`).
+    fn may_go_live(&self) -> Option<Lsn> {
+        if !self.cfg.live_streams || self.live.is_some() {
+            return None;
+        }
+        let lower = self.cfg.start.max(self.last_end);
+        let ahead_of_nodes = self
+            .cfg
+            .node_progress
+            .iter()
+            .all(|p| !p.is_valid() || *p <= lower);
+        (lower.is_valid() && ahead_of_nodes && lower >= self.cfg.idempotent_until).then_some(lower)
     }
 
     fn message(&mut self, wal_start: Lsn, frame: &Bytes) -> Result<(), PipelineError> {
         let message = self.decoder.decode_at(frame, wal_start)?;
         match message {
             Message::Begin(b) => {
-                if self.txn.is_some() {
+                if self.outbox.current().is_some() {
                     return Err(PipelineError::Internal(format!(
                         "Begin at {wal_start} inside a transaction"
                     )));
                 }
-                self.txn = Some(self.open(b.final_lsn));
+                self.begin(b.final_lsn);
             }
             Message::Commit(c) => {
-                let txn = self.txn.take().ok_or_else(|| {
-                    PipelineError::Internal(format!("Commit at {wal_start} outside a transaction"))
-                })?;
-                self.finish(txn, c.end_lsn, c.commit_time)?;
+                if self.outbox.current().is_none() {
+                    return Err(PipelineError::Internal(format!(
+                        "Commit at {wal_start} outside a transaction"
+                    )));
+                }
+                self.finish(c.end_lsn, c.commit_time)?;
             }
             Message::Relation(r) => self.relation(&r, wal_start)?,
             m @ (Message::Insert(_)
             | Message::Update(_)
             | Message::Delete(_)
-            | Message::Truncate(_)) => {
-                if let Some(top) = self.stream_xid {
+            | Message::Truncate(_)) => match self.stream_xid {
+                Some(top) if self.live.as_ref().is_some_and(|l| l.xid == top) => {
+                    let routed = match self.live.as_mut() {
+                        Some(live) => {
+                            live.made_by(change_xid(&m).unwrap_or(top));
+                            // the change's own position is before the commit too, and it tells
+                            // an older definition of a table from a newer one (see `live`)
+                            let mark = TxnMark {
+                                commit_lsn: live.mark.commit_lsn.max(wal_start),
+                                idempotent: false,
+                            };
+                            self.tables.route(mark, live, m)
+                        }
+                        None => Ok(()),
+                    };
+                    routed.map_err(|e| self.routing_failed(e))?;
+                    self.send_live(false)?;
+                }
+                Some(top) => {
                     let change_xid = change_xid(&m).unwrap_or(top);
                     self.spill.append(top, change_xid, frame)?;
-                } else {
-                    let mut txn = self.txn.take().ok_or_else(|| {
-                        PipelineError::Internal(format!(
+                }
+                None => {
+                    let Some(mark) = self.outbox.current() else {
+                        return Err(PipelineError::Internal(format!(
                             "change at {wal_start} outside a transaction"
-                        ))
-                    })?;
-                    let routed = self.route(&mut txn, m);
-                    let flushed = routed.and_then(|()| self.flush_pieces(&mut txn, false, None));
-                    self.txn = Some(txn);
-                    flushed?;
+                        )));
+                    };
+                    let routed = self.tables.route(mark, &mut self.outbox, m);
+                    routed.map_err(|e| self.routing_failed(e))?;
+                    self.send_full()?;
+                }
+            },
+            Message::StreamStart(s) => {
+                self.stream_xid = Some(s.xid);
+                if s.first_segment
+                    && let Some(lower) = self.may_go_live()
+                {
+                    tracing::debug!(xid = s.xid, lower = %lower, "applying a streamed transaction as it arrives");
+                    self.live = Some(LiveTxn::new(
+                        s.xid,
+                        lower,
+                        self.out.len(),
+                        self.cfg.piece_bytes,
+                    ));
+                }
+                if self.live.as_ref().is_some_and(|l| l.xid == s.xid) {
+                    // transactions committed before this segment go first
+                    self.send_whole()?;
                 }
             }
-            Message::StreamStart(s) => self.stream_xid = Some(s.xid),
-            Message::StreamStop => self.stream_xid = None,
-            Message::StreamCommit(c) => {
-                let mut reader = self.spill.take(c.xid)?;
-                let mut txn = self.open(c.commit_lsn);
-                let ctx = DecodeContext {
-                    version: self.cfg.version,
-                    in_stream: true,
-                };
-                while let Some(frame) = reader.next_frame()? {
-                    let m = decode_message(&frame, ctx).map_err(|e| e.with_lsn(c.commit_lsn))?;
-                    self.route(&mut txn, m)?;
-                    self.flush_pieces(&mut txn, false, None)?;
+            Message::StreamStop => {
+                if self
+                    .live
+                    .as_ref()
+                    .is_some_and(|l| Some(l.xid) == self.stream_xid)
+                {
+                    self.send_live(true)?;
                 }
-                self.finish(txn, c.end_lsn, c.commit_time)?;
+                self.stream_xid = None;
+            }
+            Message::StreamCommit(c) => {
+                if self.live.as_ref().is_some_and(|l| l.xid == c.xid) {
+                    self.commit_live(c.commit_lsn, c.end_lsn, c.commit_time)?;
+                } else {
+                    self.commit_spilled(c.xid, c.commit_lsn, c.end_lsn, c.commit_time)?;
+                }
             }
             Message::StreamAbort(a) => {
-                if a.subxid == a.xid {
+                if self.live.as_ref().is_some_and(|l| l.xid == a.xid) {
+                    self.abort_live(a.xid, a.subxid)?;
+                } else if a.subxid == a.xid {
                     self.spill.abort(a.xid);
                 } else {
                     self.spill.abort_subxact(a.xid, a.subxid)?;
@@ -302,21 +389,90 @@ impl Router {
         Ok(())
     }
 
-    /// Sends the last pieces of a transaction and counts it as received.
-    fn finish(
+    /// A spilled transaction committed: decode, route and send it now.
+    fn commit_spilled(
         &mut self,
-        mut txn: OpenTxn,
+        xid: u32,
+        commit_lsn: Lsn,
         end_lsn: Lsn,
         commit_time: PgTimestamp,
     ) -> Result<(), PipelineError> {
-        self.flush_pieces(
-            &mut txn,
-            true,
-            Some(TxnEnd {
-                end_lsn,
-                commit_time,
-            }),
-        )?;
+        let mut reader = self.spill.take(xid)?;
+        self.begin(commit_lsn);
+        let mark = self.mark(commit_lsn);
+        let ctx = DecodeContext {
+            version: self.cfg.version,
+            in_stream: true,
+        };
+        while let Some(frame) = reader.next_frame()? {
+            let m = decode_message(&frame, ctx).map_err(|e| e.with_lsn(commit_lsn))?;
+            let routed = self.tables.route(mark, &mut self.outbox, m);
+            routed.map_err(|e| self.routing_failed(e))?;
+            self.send_full()?;
+        }
+        self.finish(end_lsn, commit_time)
+    }
+
+    /// The live transaction committed: every node it touched commits its open transaction.
+    fn commit_live(
+        &mut self,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        commit_time: PgTimestamp,
+    ) -> Result<(), PipelineError> {
+        self.send_live(true)?;
+        // transactions that committed before it go first: the node's progress row must only
+        // move forward in commit order
+        self.send_whole()?;
+        let Some(live) = self.live.take() else {
+            return Ok(());
+        };
+        let end = TxnEnd {
+            end_lsn,
+            commit_time,
+        };
+        for node in live.touched().collect::<Vec<_>>() {
+            self.emit(
+                node,
+                NodeItem::Stream(StreamOp::Commit { commit_lsn, end }),
+                1,
+            )?;
+        }
+        self.ended(end_lsn)
+    }
+
+    /// The live transaction (`subxid == xid`) or one of its subtransactions aborted.
+    fn abort_live(&mut self, xid: u32, subxid: u32) -> Result<(), PipelineError> {
+        self.send_live(true)?;
+        if subxid == xid {
+            if let Some(live) = self.live.take() {
+                for node in live.touched().collect::<Vec<_>>() {
+                    self.emit(node, NodeItem::Stream(StreamOp::Abort), 1)?;
+                }
+            }
+            return Ok(());
+        }
+        let rollbacks = match &mut self.live {
+            Some(live) => live.abort_subxact(subxid),
+            None => Vec::new(),
+        };
+        for (node, savepoint) in rollbacks {
+            self.emit(node, NodeItem::Stream(StreamOp::RollbackTo(savepoint)), 1)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the transaction being routed and counts it as received.
+    fn finish(&mut self, end_lsn: Lsn, commit_time: PgTimestamp) -> Result<(), PipelineError> {
+        self.outbox.end(TxnEnd {
+            end_lsn,
+            commit_time,
+        });
+        self.ended(end_lsn)
+    }
+
+    /// A transaction ending at `end_lsn` was handed to the nodes.
+    fn ended(&mut self, end_lsn: Lsn) -> Result<(), PipelineError> {
         self.stats.received.fetch_max(end_lsn.0, Ordering::Relaxed);
         self.last_end = self.last_end.max(end_lsn);
         if self.last_watermark.elapsed() >= WATERMARK_INTERVAL {
@@ -325,74 +481,36 @@ impl Router {
         Ok(())
     }
 
-    /// Sends pending changes: all of them with `end` when the transaction is over, else only
-    /// the nodes whose pending changes reached a piece.
-    fn flush_pieces(
-        &mut self,
-        txn: &mut OpenTxn,
-        all: bool,
-        end: Option<TxnEnd>,
-    ) -> Result<(), PipelineError> {
-        for node in 0..txn.pending.len() {
-            let due = if all {
-                txn.touched[node]
-            } else {
-                txn.pending_bytes[node] >= self.cfg.piece_bytes
-            };
-            if !due {
-                continue;
-            }
-            let changes = std::mem::take(&mut txn.pending[node]);
-            let bytes = std::mem::take(&mut txn.pending_bytes[node]);
-            let row_bytes = std::mem::take(&mut txn.pending_rows[node]);
-            let item = NodeItem::Changes {
-                changes,
-                row_bytes,
-                txn: txn.mark,
-                end,
-            };
-            self.emit(node, item, bytes)?;
-        }
-        Ok(())
-    }
-
-    fn table(&self, relation_id: u32) -> Result<RouteRef, PipelineError> {
-        match self.relations.get(&relation_id) {
-            Some(RouteSlot::Base(i)) => Ok(RouteRef::Base(self.routes.clone(), *i)),
-            Some(RouteSlot::Older(t, _)) => Ok(RouteRef::Older(t.clone())),
-            None => Err(PipelineError::Internal(format!(
-                "change for relation {relation_id} before its Relation message"
-            ))),
-        }
-    }
-
     fn relation(&mut self, r: &Relation, at: Lsn) -> Result<(), PipelineError> {
-        let Some(t) = self.routes.find(&r.namespace, &r.name) else {
+        let Some(t) = self.tables.routes.find(&r.namespace, &r.name) else {
             return Err(PipelineError::UnexpectedTable {
                 table: format!("{}.{}", r.namespace, r.name),
                 publication: self.cfg.publication.clone(),
             });
         };
-        let rt = &self.routes.tables[t];
-        let lsn = match &self.txn {
-            Some(txn) => txn.mark.commit_lsn,
+        let routes = self.tables.routes.clone();
+        let rt = &routes.tables[t];
+        let lsn = match self.outbox.current() {
+            Some(mark) => mark.commit_lsn,
             None if at.is_valid() => at,
             None => self.last_end,
         };
-        let before_described =
-            self.routes.described_at.is_valid() && lsn < self.routes.described_at;
+        let before_described = routes.described_at.is_valid() && lsn < routes.described_at;
         let Some(detail) = relation_difference(rt, r, before_described) else {
-            self.relations.insert(r.relation_id, RouteSlot::Base(t));
+            self.tables
+                .relations
+                .insert(r.relation_id, RouteSlot::Base(t));
             return Ok(());
         };
         // fewer columns: the table before columns were added, if the transaction committed
         // before the table was described (checked when its changes are routed); a column
         // dropped since looks the same, and then the transaction commits later
-        if self.routes.described_at.is_valid()
+        if routes.described_at.is_valid()
             && let Some(older) = older_prefix(rt, r).and_then(|n| rt.narrowed(n))
         {
             tracing::debug!(table = %rt.name, columns = r.columns.len(), "an older definition of the table");
-            self.relations
+            self.tables
+                .relations
                 .insert(r.relation_id, RouteSlot::Older(Arc::new(older), detail));
             return Ok(());
         }
@@ -427,87 +545,11 @@ impl Router {
         error
     }
 
-    /// The table for a change of `relation_id` in `txn`: an older definition only for a
-    /// transaction committed before the tables were described.
-    fn table_for(&mut self, relation_id: u32, txn: &OpenTxn) -> Result<RouteRef, PipelineError> {
-        if let Some(RouteSlot::Older(older, detail)) = self.relations.get(&relation_id)
-            && txn.mark.commit_lsn >= self.routes.described_at
-        {
-            let error = PipelineError::SchemaChanged {
-                table: older.name.clone(),
-                lsn: txn.mark.commit_lsn,
-                detail: detail.clone(),
-                added: Vec::new(),
-            };
-            return Err(self.stop_at_schema_change(error));
+    /// What routing a change failed with: a schema change stops the sync there.
+    fn routing_failed(&mut self, error: PipelineError) -> PipelineError {
+        match error {
+            e @ PipelineError::SchemaChanged { .. } => self.stop_at_schema_change(e),
+            e => e,
         }
-        self.table(relation_id)
-    }
-
-    fn route(&mut self, txn: &mut OpenTxn, message: Message) -> Result<(), PipelineError> {
-        match message {
-            Message::Insert(i) => {
-                let rt = &*self.table_for(i.relation_id, txn)?;
-                let cost = i.new.wire_bytes().len();
-                let placements = rt.route(dist(rt, &i.new))?;
-                let row = Row::Tuple(i.new);
-                for (node, shard) in placements {
-                    let change = Change::Insert {
-                        shard: shard.clone(),
-                        row: row.clone(),
-                    };
-                    txn.push(*node, change, cost);
-                }
-            }
-            Message::Delete(d) => {
-                let rt = &*self.table_for(d.relation_id, txn)?;
-                let key = d.old.tuple();
-                let cost = key.wire_bytes().len();
-                let placements = rt.route(dist(rt, key))?;
-                let row = Row::Tuple(key.clone());
-                for (node, shard) in placements {
-                    let change = Change::Delete {
-                        shard: shard.clone(),
-                        key: row.clone(),
-                    };
-                    txn.push(*node, change, cost);
-                }
-            }
-            Message::Update(u) => {
-                let rt = &*self.table_for(u.relation_id, txn)?;
-                route_update(rt, txn, u.old, u.new)?;
-            }
-            Message::Truncate(t) => {
-                let mut per_node: Vec<Vec<Shard>> = vec![Vec::new(); self.out.len()];
-                for rel in &t.relation_ids {
-                    let rt = &*self.table_for(*rel, txn)?;
-                    for (node, shards) in rt.by_node.iter().enumerate() {
-                        if let Some(list) = per_node.get_mut(node) {
-                            list.extend(shards.iter().cloned());
-                        }
-                    }
-                }
-                for (node, shards) in per_node.into_iter().enumerate() {
-                    if shards.is_empty() {
-                        continue;
-                    }
-                    // CASCADE is not passed on: the source lists every published table the
-                    // cascade reached, and the target must not truncate tables outside the sync.
-                    let change = Change::Truncate {
-                        shards,
-                        cascade: false,
-                        restart_identity: t.restart_identity(),
-                    };
-                    txn.push(node, change, 0);
-                }
-            }
-            other => {
-                return Err(PipelineError::Internal(format!(
-                    "cannot route a {} message",
-                    other.name()
-                )));
-            }
-        }
-        Ok(())
     }
 }

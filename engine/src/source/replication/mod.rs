@@ -34,4 +34,4 @@ pub use commands::{CreateSlotOptions, SnapshotAction, StreamOptions, max_proto_v
 pub use feedback::{FeedbackHandle, ReportedPositions};
 pub use snapshot::ExportedSnapshot;
 pub use startup::SESSION_PARAMETERS;
-pub use stream::ReplicationStream;
+pub use stream::{ReplicationStream, message_bytes};

@@ -52,6 +52,14 @@ use super::client::ReplicationClient;
 use super::feedback::{FeedbackHandle, ReportedPositions};
 use super::wire::{Backend, log_notice, server_error};
 
+/// Payload bytes of a message, for batch sizes.
+pub fn message_bytes(m: &ReplicationMessage) -> usize {
+    match m {
+        ReplicationMessage::XLogData(w) => w.data.len() + 64,
+        ReplicationMessage::PrimaryKeepalive(_) => 64,
+    }
+}
+
 /// What `handle` decided.
 enum Handled {
     Return(ReplicationMessage),
@@ -198,6 +206,54 @@ impl ReplicationStream {
                 biased;
                 filled = self.client.wire.fill() => filled?,
                 () = self.timer.as_mut() => self.queue_status(false),
+            }
+        }
+    }
+
+    /// The next messages: waits for one as [`ReplicationStream::next`] does, then takes every
+    /// further message already received, without waiting, until about `max_bytes` of payload.
+    /// Appends them to `out` (left empty once the server has ended the stream).
+    ///
+    /// One call per read of the socket instead of one per message: the caller hands the whole
+    /// batch on at once. Cancellation-safe like `next` (after the wait nothing awaits, so a
+    /// dropped future has taken nothing).
+    pub async fn next_batch(
+        &mut self,
+        out: &mut Vec<ReplicationMessage>,
+        max_bytes: usize,
+    ) -> Result<(), SourceError> {
+        let Some(first) = self.next().await? else {
+            return Ok(());
+        };
+        let mut bytes = message_bytes(&first);
+        out.push(first);
+        while bytes < max_bytes {
+            match self.next_buffered()? {
+                Some(m) => {
+                    bytes += message_bytes(&m);
+                    out.push(m);
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next message if one is complete in the read buffer, without any I/O. Stops at a
+    /// keepalive that asked for a reply (the reply goes out first, in `next`). Status updates
+    /// due meanwhile go out at the next call of `next`: a batch is cut within `max_bytes`, far
+    /// less than an interval's worth of data.
+    fn next_buffered(&mut self) -> Result<Option<ReplicationMessage>, SourceError> {
+        loop {
+            if self.pending.is_some() || self.ended {
+                return Ok(None);
+            }
+            let Some(message) = self.client.wire.try_next()? else {
+                return Ok(None);
+            };
+            match self.handle(message)? {
+                Handled::Return(m) => return Ok(Some(m)),
+                Handled::Continue => {}
             }
         }
     }

@@ -241,3 +241,54 @@ async fn server_shutdown_with_bare_command_complete_ends_the_stream() {
     assert!(stream.next().await.unwrap().is_none());
     assert!(stream.next().await.unwrap().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn next_batch_takes_what_was_received_and_stops_at_a_reply_request() {
+    let (mut stream, mut server) = pair();
+    stream.set_durable(Lsn(0x50));
+    let mut burst: Vec<u8> = (0..5u64).flat_map(|i| xlog(0x1000 + i, b"B")).collect();
+    burst.extend(keepalive(0x2000, true));
+    burst.extend(xlog(0x3000, b"after"));
+    server.write_all(&burst).await.unwrap();
+    // let the bytes arrive, then one call takes every message up to the reply request
+    tokio::task::yield_now().await;
+    let mut batch = Vec::new();
+    stream.next_batch(&mut batch, 1 << 20).await.unwrap();
+    let starts: Vec<u64> = batch
+        .iter()
+        .map(|m| match m {
+            ReplicationMessage::XLogData(w) => w.wal_start.0,
+            ReplicationMessage::PrimaryKeepalive(k) => k.wal_end.0,
+        })
+        .collect();
+    assert_eq!(starts, [0x1000, 0x1001, 0x1002, 0x1003, 0x1004]);
+    // the next call answers the keepalive first, then returns it and what follows
+    batch.clear();
+    stream.next_batch(&mut batch, 1 << 20).await.unwrap();
+    assert_eq!(read_status(&mut server).await.flush_lsn, Lsn(0x50));
+    assert!(
+        matches!(&batch[0], ReplicationMessage::PrimaryKeepalive(k) if k.wal_end == Lsn(0x2000))
+    );
+    assert!(matches!(&batch[1], ReplicationMessage::XLogData(w) if w.wal_start == Lsn(0x3000)));
+    assert_eq!(batch.len(), 2);
+    // a small limit cuts the batch after the message that crosses it
+    server
+        .write_all(
+            &(0..4u64)
+                .flat_map(|i| xlog(0x4000 + i, b"C"))
+                .collect::<Vec<u8>>(),
+        )
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    batch.clear();
+    stream.next_batch(&mut batch, 1).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    // the end of the stream leaves the batch empty
+    server.write_all(&frame(b'c', &[])).await.unwrap();
+    for _ in 0..3 {
+        batch.clear();
+        stream.next_batch(&mut batch, 1 << 20).await.unwrap();
+    }
+    assert!(batch.is_empty());
+}
