@@ -6,6 +6,11 @@
 //! remains. Only a problem that hides others (a server that cannot be reached) ends the check
 //! early.
 //!
+//! It also sits on every start of `sync`, so it asks what it can at once: the source and the
+//! target side by side, every node at the same time, one catalog load and one size query for
+//! all tables. The problems still come out in one fixed order (source, target, Citus, nodes in
+//! node order), whatever answered first.
+//!
 //! ```text
 //!  source server ── wal_level, free slots and WAL senders, REPLICATION
 //!  source tables ── exist, ordinary, primary key / replica identity, generated columns
@@ -123,7 +128,9 @@ impl Report {
 pub async fn run(settings: &Settings) -> Result<Report, PipelineError> {
     let mut report = Report::default();
     let scope = settings.require_scope()?.clone();
-    let source = match connect(&settings.source).await {
+    // both servers at once; a source that cannot be reached is the one problem reported
+    let (source, target) = tokio::join!(connect(&settings.source), connect(&settings.target));
+    let source = match source {
         Ok((c, _)) => c,
         Err(e) => {
             report.add(
@@ -133,7 +140,7 @@ pub async fn run(settings: &Settings) -> Result<Report, PipelineError> {
             return Ok(report);
         }
     };
-    let target = match connect(&settings.target).await {
+    let target = match target {
         Ok((c, _)) => c,
         Err(e) => {
             report.add(
@@ -143,61 +150,84 @@ pub async fn run(settings: &Settings) -> Result<Report, PipelineError> {
             return Ok(report);
         }
     };
+    tracing::debug!("check: connected");
 
-    // resuming: the state says a sync with this slot got past setup
-    let sync_state = if state::exists(&target).await? {
-        state::load(&target, &settings.slot).await?
-    } else {
-        None
+    // what each side can answer alone, both sides at once (the problems are added in the
+    // order of a one-side-after-the-other check)
+    let source_side = async {
+        let slot = crate::source::admin::slot_info(&source, &settings.slot).await?;
+        let names = match &scope {
+            TableScope::Tables(t) => t.clone(),
+            TableScope::Schemas(s) => catalog::tables_in_schemas(&source, s).await?,
+        };
+        let described = catalog::describe(&source, &names).await?;
+        Ok::<_, PipelineError>((slot, names, described))
     };
-    let slot = crate::source::admin::slot_info(&source, &settings.slot).await?;
+    let target_side = async {
+        // resuming: the state says a sync with this slot got past setup
+        let sync_state = if state::exists(&target).await? {
+            state::load(&target, &settings.slot).await?
+        } else {
+            None
+        };
+        let mut found = Report::default();
+        privileges::server(&target, "the target", &mut found).await?;
+        Ok::<_, PipelineError>((sync_state, found))
+    };
+    let ((slot, names, described), (sync_state, target_privileges)) =
+        tokio::try_join!(source_side, target_side)?;
+    tracing::debug!("check: state, slot and source tables read");
     report.resuming = slot.is_some()
         && sync_state
             .as_ref()
             .is_some_and(|s| s.phase != state::Phase::Setup);
-    server::check(&source, settings, &sync_state, slot.is_some(), &mut report).await?;
-    if slot.as_ref().is_some_and(|s| s.is_invalidated()) {
-        report.add(
-            ProblemKind::SlotInvalidated,
-            crate::source::SourceError::SlotInvalidated {
-                slot: settings.slot.clone(),
-            }
-            .to_string(),
-        );
-    }
-
-    let names = match &scope {
-        TableScope::Tables(t) => t.clone(),
-        TableScope::Schemas(s) => catalog::tables_in_schemas(&source, s).await?,
-    };
-    let described = catalog::describe(&source, &names).await?;
     let mut sources = Vec::new();
+    let mut missing = Vec::new();
     for (name, info) in names.iter().zip(described) {
         match info {
-            None => report.add(
-                ProblemKind::MissingOnSource,
-                format!("table \"{name}\" does not exist on the source"),
-            ),
+            None => missing.push(name),
             Some(t) => sources.push(t),
         }
     }
-    report.tables = sources.iter().map(|t| t.display_name()).collect();
-    tables::check_source(&sources, &mut report);
-    privileges::source(
-        &source,
-        &settings.publication,
-        &sources,
-        report.resuming,
-        &mut report,
-    )
-    .await?;
-    privileges::server(&target, "the target", &mut report).await?;
-
     let qualified: Vec<String> = sources
         .iter()
         .map(|t| format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name)))
         .collect();
-    let on_target = catalog::describe(&target, &qualified).await?;
+    let source_checks = async {
+        let mut found = Report::default();
+        server::check(&source, settings, &sync_state, slot.is_some(), &mut found).await?;
+        if slot.as_ref().is_some_and(|s| s.is_invalidated()) {
+            found.add(
+                ProblemKind::SlotInvalidated,
+                crate::source::SourceError::SlotInvalidated {
+                    slot: settings.slot.clone(),
+                }
+                .to_string(),
+            );
+        }
+        for name in missing {
+            found.add(
+                ProblemKind::MissingOnSource,
+                format!("table \"{name}\" does not exist on the source"),
+            );
+        }
+        tables::check_source(&sources, &mut found);
+        privileges::source(
+            &source,
+            &settings.publication,
+            &sources,
+            report.resuming,
+            &mut found,
+        )
+        .await?;
+        Ok::<_, PipelineError>(found)
+    };
+    let (source_problems, on_target) =
+        tokio::try_join!(source_checks, catalog::describe(&target, &qualified))?;
+    report.problems.extend(source_problems.problems);
+    report.problems.extend(target_privileges.problems);
+    report.tables = sources.iter().map(|t| t.display_name()).collect();
+    tracing::debug!("check: source checked, target tables read");
     let mut pairs = Vec::new();
     for (source_table, target_table) in sources.into_iter().zip(on_target) {
         match target_table {
@@ -215,6 +245,8 @@ pub async fn run(settings: &Settings) -> Result<Report, PipelineError> {
             }
         }
     }
+    tracing::debug!("check: target tables compared");
     target::check(settings, &target, &pairs, report.resuming, &mut report).await?;
+    tracing::debug!("check: citus and nodes checked");
     Ok(report)
 }

@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Order: settings (file, then environment, then flags), the preflight check (nothing is
-//! created while any problem remains), then the pipeline with Ctrl-C and SIGTERM wired to its
-//! cancellation token. A stopped sync prints how to resume; `--until-caught-up` prints the
+//! created while any problem remains; the read-only preparation runs alongside it), then the
+//! pipeline with Ctrl-C and SIGTERM wired to its cancellation token. A stopped sync prints how to resume; `--until-caught-up` prints the
 //! position every node reached.
 
 use std::io::Write;
@@ -176,9 +176,11 @@ pub async fn sync(
     cancel: &CancellationToken,
     out: &mut dyn Write,
 ) -> anyhow::Result<SyncOutcome> {
-    let report = crate::check::run(settings)
-        .await
-        .context("preflight check failed")?;
+    // the preparation only reads (tables, topology), so it runs while the check does; its
+    // result is used only once the check found nothing
+    tracing::debug!("start-up: checking and preparing");
+    let (report, prepared) = tokio::join!(crate::check::run(settings), pipeline::prepare(settings));
+    let report = report.context("preflight check failed")?;
     if !report.is_ok() {
         for p in &report.problems {
             writeln!(out, "problem: {p}")?;
@@ -188,7 +190,8 @@ pub async fn sync(
             report.problems.len()
         );
     }
-    let prepared = pipeline::prepare(settings).await?;
+    let prepared = prepared?;
+    tracing::debug!("start-up: checked and prepared");
     let _metrics = match settings.metrics_addr {
         Some(addr) => Some(crate::metrics::serve(addr, prepared.stats.clone()).await?),
         None => None,

@@ -46,7 +46,7 @@ pub mod state;
 pub mod stats;
 pub mod stream;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgwarp_decoder::Lsn;
@@ -102,6 +102,21 @@ pub struct Prepared {
     pub stats: Arc<Stats>,
     /// Detects changes of the catalog rows the routes were built from (placement guard).
     pub watch: TopologyWatch,
+    /// The source and target connections the preparation used, for the first run to go on
+    /// with (it saves two connection set-ups at start; see [`Prepared::take_connections`]).
+    connections: Mutex<Option<(Client, Client)>>,
+}
+
+impl Prepared {
+    /// The source and target connections opened by [`prepare`], once, if both are still
+    /// open; later callers (and a run after a lost connection) connect anew.
+    fn take_connections(&self) -> Option<(Client, Client)> {
+        let taken = match self.connections.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        taken.filter(|(source, target)| !source.is_closed() && !target.is_closed())
+    }
 }
 
 /// The tables of the scope, as `"schema"."name"` resolved on the source.
@@ -114,8 +129,9 @@ async fn table_names(source: &Client, scope: &TableScope) -> Result<Vec<String>,
 
 /// Resolves the tables on both sides and the target's topology.
 pub async fn prepare(settings: &Settings) -> Result<Prepared, PipelineError> {
-    let (source, _s) = connect(&settings.source).await?;
-    let (target, _t) = connect(&settings.target).await?;
+    let (source, target) = tokio::join!(connect(&settings.source), connect(&settings.target));
+    let ((source, _s), (target, _t)) = (source?, target?);
+    tracing::debug!("prepare: connected");
     let names = table_names(&source, settings.require_scope()?).await?;
     // before describing: see RouteMap::described_at
     let described_at = phases::wal_insert_lsn(&source).await?;
@@ -141,8 +157,10 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared, PipelineError> {
             PipelineError::State(format!("table {name} does not exist on the target"))
         })?);
     }
+    tracing::debug!("prepare: tables described");
     let refs: Vec<&str> = qualified.iter().map(String::as_str).collect();
     let topology = Topology::load(&target, &nodes::target_addr(settings), &refs).await?;
+    tracing::debug!("prepare: topology loaded");
     let mut routes = RouteMap::build(sources, &targets, &topology)?;
     routes.described_at = described_at;
     let nodes = nodes::node_targets(&topology, &settings.target, &settings.nodes);
@@ -164,6 +182,7 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared, PipelineError> {
         nodes,
         stats,
         watch: TopologyWatch::new(&topology),
+        connections: Mutex::new(Some((source, target))),
     })
 }
 

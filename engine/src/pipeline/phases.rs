@@ -28,9 +28,17 @@ pub(super) async fn run_phases(
 ) -> Result<SyncOutcome, PipelineError> {
     let settings = &prepared.settings;
     let slot = settings.slot.as_str();
-    let (source, _s) = connect(&settings.source).await?;
-    let (mut target, _t) = connect(&settings.target).await?;
+    let (source, mut target) = match prepared.take_connections() {
+        Some(open) => open,
+        None => {
+            let (source, target) =
+                tokio::join!(connect(&settings.source), connect(&settings.target));
+            (source?.0, target?.0)
+        }
+    };
+    tracing::debug!("run: connected");
     state::ensure(&target).await?;
+    tracing::debug!("run: state tables ensured");
     let table_list: Vec<String> = prepared
         .routes
         .tables
@@ -54,10 +62,12 @@ pub(super) async fn run_phases(
             )));
         }
     }
+    tracing::debug!("run: state loaded");
     let phase = existing.as_ref().map(|s| s.phase);
     if matches!(phase, Some(Phase::Snapshot | Phase::Streaming)) {
         placement::verify_on_resume(&mut target, slot, &Placements::of_prepared(prepared)).await?;
     }
+    tracing::debug!("run: placements verified");
     let snapshot_cx = || {
         Arc::new(snapshot::SnapshotContext {
             settings: settings.clone(),
@@ -151,12 +161,24 @@ pub(super) async fn run_phases(
         nodes: prepared.nodes.clone(),
         stats: prepared.stats.clone(),
     };
+    // a resumed stream checks the slot on the connection opened just now; after a snapshot
+    // (which may have taken hours) and on every retry, on a new one
+    let mut fresh_source = (phase == Some(Phase::Streaming)).then_some(source);
     let mut failures = 0u32;
     let outcome = loop {
         let durable_before = prepared.stats.durable_lsn();
+        let reused = fresh_source.take();
         let attempt = async {
-            let (admin_client, _a) = connect(&settings.source).await?;
+            let (admin_client, _a) = match reused {
+                Some(client) => (client, None),
+                None => {
+                    let (client, task) = connect(&settings.source).await?;
+                    (client, Some(task))
+                }
+            };
+            tracing::debug!("stream: connected");
             let info = wait_for_slot(&admin_client, slot, cancel).await?;
+            tracing::debug!("stream: slot checked");
             let params = StreamParams {
                 start: info.confirmed_flush_lsn.unwrap_or(start).max(start),
                 idempotent_until,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use futures_util::future::join_all;
 use pgwarp_decoder::Lsn;
 use tokio_postgres::Client;
 
@@ -13,10 +14,11 @@ use super::state;
 use super::{CancellationToken, PipelineError, Prepared, snapshot};
 
 /// Removes the snapshot writers' progress rows (they record nothing, but are created with
-/// every writer); best effort.
+/// every writer); best effort, on every node at once.
 pub(super) async fn forget_snapshot_writers(prepared: &Prepared) {
     let key = snapshot::snapshot_slot_key(&prepared.settings.slot);
-    for node in &prepared.nodes {
+    let key = key.as_str();
+    join_all(prepared.nodes.iter().map(|node| async move {
         let result = async {
             let (c, _t) = connect(&node.config).await?;
             c.execute("DELETE FROM pgwarp.progress WHERE slot = $1", &[&key])
@@ -30,7 +32,8 @@ pub(super) async fn forget_snapshot_writers(prepared: &Prepared) {
         if let Err(e) = result {
             tracing::warn!(node = %node.label, error = %e, "could not remove the snapshot writers' progress rows");
         }
-    }
+    }))
+    .await;
 }
 
 pub(super) fn count_chunks(prepared: &Prepared, rows: &[state::ChunkRow]) {
