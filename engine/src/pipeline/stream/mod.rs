@@ -112,19 +112,28 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<StreamEnd, PipelineError> {
     let settings = &cx.settings;
-    let mut writers = Vec::with_capacity(cx.nodes.len());
-    for node in &cx.nodes {
+    // every node writer and the replication connection at once (writers keep node order)
+    let writers = futures_util::future::try_join_all(cx.nodes.iter().map(|node| {
         let connector = Arc::new(NodeConnector::new(node.config.clone()));
         let mut config = WriterConfig::new(settings.slot.clone(), node.label.clone());
         config.io_timeout = Some(settings.node_timeout);
-        writers.push(NodeWriter::connect(connector, config).await?);
-    }
+        async move {
+            NodeWriter::connect(connector, config)
+                .await
+                .map_err(PipelineError::from)
+        }
+    }));
+    let client = async {
+        ReplicationClient::connect(&settings.source)
+            .await
+            .map_err(PipelineError::from)
+    };
+    let (writers, client) = tokio::try_join!(writers, client)?;
     let node_progress: Vec<Lsn> = writers.iter().map(NodeWriter::committed_lsn).collect();
     for (node, p) in cx.nodes.iter().zip(&node_progress) {
         tracing::info!(node = %node.label, progress = %p, "node writer ready");
     }
 
-    let client = ReplicationClient::connect(&settings.source).await?;
     let streaming = client.server_version_num() >= 140_000;
     let mut options = StreamOptions::new([settings.publication.clone()]);
     options.streaming = streaming;
