@@ -125,6 +125,9 @@ pub struct Ctx<'a> {
     pub server_version: u32,
     /// Upper bound for any single wait.
     pub timeout: Duration,
+    /// Upper bound for one backlog drain by a peer (a peer slower than this is far outside
+    /// every goal; a hung peer must not hold the run up for [`Ctx::timeout`]).
+    pub peer_drain_timeout: Duration,
     /// The pgwarp binary, when a pgwarp contender runs.
     pub pgwarp: Option<PathBuf>,
 }
@@ -221,6 +224,7 @@ pub async fn run(cfg: &Config) -> Result<Results> {
         source_bytes: 0,
         server_version: server_version.unsigned_abs(),
         timeout: Duration::from_secs(if cfg.quick { 600 } else { 3600 }),
+        peer_drain_timeout: Duration::from_secs(if cfg.quick { 60 } else { 300 }),
         pgwarp: pgwarp_bin,
     };
 

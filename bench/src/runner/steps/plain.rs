@@ -200,7 +200,7 @@ async fn pgcopydb_phases(
     let mut consumer = PgcopydbConsumer {
         p,
         probe: MarkerProbe::plain(&tgt.conn_string(), TEMPLATE_SCHEMA),
-        timeout: ctx.timeout,
+        timeout: ctx.peer_drain_timeout,
     };
     let m = mark(r);
     let drains = cdc::backlog(&mut consumer, &mut loader, &ctx.loads, None).await?;
