@@ -51,6 +51,7 @@ mod runs;
 mod segment;
 mod sql;
 mod target;
+mod write;
 mod writer;
 
 pub use change::{Change, NodeBatch};

@@ -34,6 +34,7 @@ use crate::error::SinkError;
 use crate::exec::{self, Conn, Ctx};
 use crate::lane::{ApplyReport, Lane, within};
 use crate::plan::{self, Counts};
+use crate::write;
 
 /// What a connection knows of its open transaction.
 #[derive(Debug, Default)]
@@ -174,7 +175,7 @@ impl Lane {
                     .await
                     .map_err(cx.node_err("empty the staging tables"))?;
             }
-            exec::write(conn, &cx, &plan, &prepared).await?;
+            write::write(conn, &cx, &plan, &prepared).await?;
             if let Some(open) = &mut conn.open {
                 for name in prepared.stage_names() {
                     if !open.dirty_stages.contains(name) {
