@@ -147,19 +147,9 @@ impl Lane {
     /// its LSNs are not used). Returns the net rows written by this piece.
     pub async fn apply_open(&mut self, batch: &NodeBatch) -> Result<Counts, SinkError> {
         let plan = plan::build(batch)?;
-        let (limit, node) = (self.config.io_timeout, self.config.node.clone());
-        let config = self.config.clone();
-        let key = self.progress_key().to_owned();
-        let conn = self.open_conn()?;
-        let cx = Ctx {
-            node: &config.node,
-            slot: &config.slot,
-            key: &key,
-            lsn: Lsn::INVALID,
-            frame: config.frame_bytes,
-        };
-        let work = async {
-            let prepared = exec::prepare(conn, &cx, &plan).await?;
+        let what = "apply a piece of an open transaction";
+        self.in_open(Lsn::INVALID, what, async |conn, cx| {
+            let prepared = exec::prepare(conn, cx, &plan).await?;
             let dirty: Vec<&String> = match &conn.open {
                 Some(open) => prepared
                     .stage_names()
@@ -175,7 +165,7 @@ impl Lane {
                     .await
                     .map_err(cx.node_err("empty the staging tables"))?;
             }
-            write::write(conn, &cx, &plan, &prepared).await?;
+            write::write(conn, cx, &plan, &prepared).await?;
             if let Some(open) = &mut conn.open {
                 for name in prepared.stage_names() {
                     if !open.dirty_stages.contains(name) {
@@ -185,9 +175,8 @@ impl Lane {
                 accumulate(&mut open.counts, plan.counts);
             }
             Ok(plan.counts)
-        };
-        let result = within(limit, &node, "apply a piece of an open transaction", work).await;
-        self.lose(result)
+        })
+        .await
     }
 
     /// Sets savepoint `id` in the open transaction.
@@ -220,6 +209,23 @@ impl Lane {
     }
 
     async fn open_statement(&mut self, text: &str, what: &'static str) -> Result<(), SinkError> {
+        self.in_open(Lsn::INVALID, what, async |conn, cx| {
+            conn.client
+                .batch_execute(text)
+                .await
+                .map_err(cx.node_err(what))
+        })
+        .await
+    }
+
+    /// Runs `work` on the open transaction's connection with the lane's context (at `lsn`),
+    /// within the node timeout; a failure drops the connection (see [`Lane::lose`]).
+    async fn in_open<T>(
+        &mut self,
+        lsn: Lsn,
+        what: &'static str,
+        work: impl AsyncFnOnce(&mut Conn, &Ctx<'_>) -> Result<T, SinkError>,
+    ) -> Result<T, SinkError> {
         let (limit, node) = (self.config.io_timeout, self.config.node.clone());
         let config = self.config.clone();
         let key = self.progress_key().to_owned();
@@ -228,16 +234,10 @@ impl Lane {
             node: &config.node,
             slot: &config.slot,
             key: &key,
-            lsn: Lsn::INVALID,
+            lsn,
             frame: config.frame_bytes,
         };
-        let work = async {
-            conn.client
-                .batch_execute(text)
-                .await
-                .map_err(cx.node_err(what))
-        };
-        let result = within(limit, &node, what, work).await;
+        let result = within(limit, &node, what, work(conn, &cx)).await;
         self.lose(result)
     }
 
@@ -245,31 +245,21 @@ impl Lane {
     /// recording it in the progress row; if the node already recorded it (or later), rolls back
     /// instead and reports the transaction skipped.
     pub async fn commit_open(&mut self, commit_lsn: Lsn) -> Result<ApplyReport, SinkError> {
-        let (limit, node) = (self.config.io_timeout, self.config.node.clone());
-        let config = self.config.clone();
-        let key = self.progress_key().to_owned();
-        let conn = self.open_conn()?;
-        let cx = Ctx {
-            node: &config.node,
-            slot: &config.slot,
-            key: &key,
-            lsn: commit_lsn,
-            frame: config.frame_bytes,
-        };
-        let work = async {
-            let recorded = exec::lock_progress(conn, &cx).await?;
-            if recorded >= commit_lsn {
-                conn.client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(cx.node_err("roll back"))?;
-                return Ok((true, recorded));
-            }
-            exec::commit(conn, &cx).await?;
-            Ok((false, commit_lsn))
-        };
-        let result = within(limit, &node, "commit an open transaction", work).await;
-        let (skipped, lsn) = self.lose(result)?;
+        let what = "commit an open transaction";
+        let (skipped, lsn) = self
+            .in_open(commit_lsn, what, async |conn, cx| {
+                let recorded = exec::lock_progress(conn, cx).await?;
+                if recorded >= commit_lsn {
+                    conn.client
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(cx.node_err("roll back"))?;
+                    return Ok((true, recorded));
+                }
+                exec::commit(conn, cx).await?;
+                Ok((false, commit_lsn))
+            })
+            .await?;
         let mut counts = Counts::default();
         if let Some(conn) = self.conn.as_mut() {
             if skipped {
