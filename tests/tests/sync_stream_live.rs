@@ -150,6 +150,24 @@ fn item_shard_bytes(env: &Env) -> i64 {
         .sum()
 }
 
+/// Polls `condition` while the sync started in the background runs (a ten-minute hang guard,
+/// not a timing assertion).
+async fn wait_while_running<T>(
+    what: &str,
+    running: &tokio::task::JoinHandle<T>,
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !condition() {
+        assert!(!running.is_finished(), "the sync stopped before {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_transaction_is_written_while_it_streams_and_others_commit_beside_it() {
     let env = env("live_while");
@@ -174,33 +192,22 @@ async fn large_transaction_is_written_while_it_streams_and_others_commit_beside_
     let big_xid = xid(&big).await;
 
     // its rows reach the shards while it is still open on the source (invisible there)
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    while item_shard_bytes(&env) <= before {
-        assert!(!running.is_finished(), "the sync stopped");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the shards never grew"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_while_running("the shards to grow", &running, || {
+        item_shard_bytes(&env) > before
+    })
+    .await;
     assert_eq!(env.fixture.count("items").unwrap(), 2000);
 
     // a transaction committing meanwhile is applied beside it, before it commits
     env.src("UPDATE items SET note = 'while open' WHERE id = 5; INSERT INTO tags VALUES (99, 'meanwhile')");
-    while env
-        .fixture
-        .rows("tags")
-        .unwrap()
-        .iter()
-        .all(|r| r[0].as_deref() != Some("99"))
-    {
-        assert!(!running.is_finished(), "the sync stopped");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the small transaction never arrived"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_while_running("the small transaction", &running, || {
+        env.fixture
+            .rows("tags")
+            .unwrap()
+            .iter()
+            .any(|r| r[0].as_deref() == Some("99"))
+    })
+    .await;
     assert_eq!(env.fixture.count("items").unwrap(), 2000);
 
     big.batch_execute(
@@ -210,14 +217,10 @@ async fn large_transaction_is_written_while_it_streams_and_others_commit_beside_
     .await
     .unwrap();
     let (commit_lsn, _) = commit_record(&env, &from, &big_xid);
-    while worker_progress(&env).iter().any(|p| *p < commit_lsn) {
-        assert!(!running.is_finished(), "the sync stopped");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the commit never arrived"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_while_running("the commit on every worker", &running, || {
+        worker_progress(&env).iter().all(|p| *p >= commit_lsn)
+    })
+    .await;
     cancel.cancel();
     let (outcome, stats) = running.await.unwrap().unwrap();
     assert_eq!(outcome, SyncOutcome::Stopped);
