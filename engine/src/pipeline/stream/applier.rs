@@ -277,15 +277,23 @@ impl NodeTask {
             let Some(t) = index else {
                 continue;
             };
-            match out.iter_mut().find(|(i, _, _)| *i == t) {
-                Some(e) => {
-                    e.1 += rows;
-                    e.2 += bytes;
-                }
-                None => out.push((t, rows, bytes)),
-            }
+            add_count(&mut out, (t, rows, bytes));
         }
         out
+    }
+}
+
+/// Adds one table's (index, rows, bytes) to per-table counts.
+pub(super) fn add_count(
+    counts: &mut Vec<(usize, u64, u64)>,
+    (table, rows, bytes): (usize, u64, u64),
+) {
+    match counts.iter_mut().find(|(t, _, _)| *t == table) {
+        Some(e) => {
+            e.1 += rows;
+            e.2 += bytes;
+        }
+        None => counts.push((table, rows, bytes)),
     }
 }
 

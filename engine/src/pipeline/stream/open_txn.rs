@@ -14,7 +14,7 @@ use pgwarp_decoder::Lsn;
 use pgwarp_sink::NodeBatch;
 
 use super::super::error::PipelineError;
-use super::applier::{NodeState, NodeTask};
+use super::applier::{NodeState, NodeTask, add_count};
 use super::items::{NodeItem, StreamOp};
 use super::queue::Queued;
 
@@ -57,14 +57,8 @@ impl NodeTask {
                 }
                 lane.apply_open(&NodeBatch::complete(changes, Lsn::INVALID))
                     .await?;
-                for (table, rows, bytes) in counted {
-                    match st.open_counts.iter_mut().find(|(t, _, _)| *t == table) {
-                        Some(e) => {
-                            e.1 += rows;
-                            e.2 += bytes;
-                        }
-                        None => st.open_counts.push((table, rows, bytes)),
-                    }
+                for count in counted {
+                    add_count(&mut st.open_counts, count);
                 }
             }
             StreamOp::Savepoint(id) => {
